@@ -1,0 +1,1 @@
+"""Training data sets (Monodepth2 input-dict convention) and split-file helpers."""

@@ -1,0 +1,1 @@
+"""Command-line tools and their libraries (data generation, preparation, splits, coarse poses)."""
