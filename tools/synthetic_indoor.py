@@ -57,7 +57,7 @@ LOW_TEXTURE = "low_texture"
 
 _POSTER_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "cat")
 _GRAY_TEXTURES = ("brick", "gravel", "grass")
-_TEXTURE_SIZE = 256
+_TEXTURE_SIZE = 512
 _MIP_LEVELS = 5
 _WALL_BAND = 0.7  # furniture stands within this distance of a wall (m)
 _CLEARANCE = 0.55  # minimum horizontal distance from the camera to furniture (m)
@@ -128,13 +128,17 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return big[size:2 * size, size:2 * size].clip(0.0, 1.0)
 
 
-def _fractal_noise(rng: np.random.Generator, size: int, octaves: int = 5, base_cells: int = 4) -> np.ndarray:
-    """Multi-octave value noise normalised to [0, 1]."""
+def _fractal_noise(rng: np.random.Generator, size: int, octaves: int = 6, base_cells: int = 4,
+                   persistence: float = 0.7) -> np.ndarray:
+    """Multi-octave periodic value noise normalised to [0, 1]."""
     total = np.zeros((size, size), np.float32)
     weight = 1.0
     for octave in range(octaves):
-        total += weight * _smooth_noise(rng, size, base_cells * 2**octave)
-        weight *= 0.6
+        cells = base_cells * 2**octave
+        if cells > size // 2:
+            break
+        total += weight * _smooth_noise(rng, size, cells)
+        weight *= persistence
     total -= total.min()
     return total / max(float(total.max()), 1e-6)
 
@@ -148,9 +152,27 @@ def _mix(colour_a: np.ndarray, colour_b: np.ndarray, weight: np.ndarray) -> np.n
     return (colour_a * (1.0 - weight) + colour_b * weight).astype(np.float32)
 
 
+def _speckles(rng: np.random.Generator, texture: np.ndarray, count: int, max_radius: int) -> np.ndarray:
+    """Scatter ``count`` random ellipses of random colours over a tiling ``texture`` (drawn wrapped)."""
+    size = texture.shape[0]
+    texture = texture.copy()
+    for _ in range(count):
+        centre = rng.integers(0, size, 2)
+        axes = (int(rng.integers(2, max_radius)), int(rng.integers(2, max_radius)))
+        angle = float(rng.uniform(0, 180))
+        colour = tuple(float(value) for value in _random_colour(rng, 0.05, 1.0))
+        for dy in (-size, 0, size):
+            for dx in (-size, 0, size):
+                cv2.ellipse(texture, (int(centre[0] + dx), int(centre[1] + dy)), axes, angle, 0, 360, colour, -1,
+                            cv2.LINE_AA)
+    return texture
+
+
 def _noise_texture(rng: np.random.Generator) -> np.ndarray:
+    """Mottled colour noise with scattered speckles (stone, terrazzo, patterned fabric)."""
     noise = _fractal_noise(rng, _TEXTURE_SIZE, base_cells=int(rng.integers(3, 8)))
-    return _mix(_random_colour(rng, 0.1, 0.5), _random_colour(rng, 0.5, 1.0), noise)
+    texture = _mix(_random_colour(rng, 0.1, 0.5), _random_colour(rng, 0.5, 1.0), noise)
+    return _speckles(rng, texture, int(rng.integers(150, 400)), 9)
 
 
 def _stripes_texture(rng: np.random.Generator) -> np.ndarray:
@@ -162,7 +184,8 @@ def _stripes_texture(rng: np.random.Generator) -> np.ndarray:
     palette = np.stack([_random_colour(rng) for _ in range(4)])
     base = palette[stripe % len(palette)][None, :, :].repeat(size, 0)
     pattern = _fractal_noise(rng, size, octaves=4, base_cells=16)
-    return (base * (0.7 + 0.5 * pattern[..., None])).clip(0.0, 1.0).astype(np.float32)
+    texture = (base * (0.7 + 0.5 * pattern[..., None])).clip(0.0, 1.0).astype(np.float32)
+    return _speckles(rng, texture, int(rng.integers(100, 250)), 6)
 
 
 def _wood_texture(rng: np.random.Generator) -> np.ndarray:
@@ -171,8 +194,8 @@ def _wood_texture(rng: np.random.Generator) -> np.ndarray:
     num_planks = int(rng.integers(5, 10))
     ys, xs = np.mgrid[0:size, 0:size]
     plank = (ys * num_planks) // size
-    warp = _fractal_noise(rng, size, octaves=4, base_cells=6) * 18.0
-    grain = 0.5 + 0.5 * np.sin((ys + warp + plank * 37.0) * (2 * np.pi / rng.uniform(5.0, 9.0)))
+    warp = _fractal_noise(rng, size, octaves=4, base_cells=6) * 30.0
+    grain = 0.5 + 0.5 * np.sin((ys + warp + plank * 37.0) * (2 * np.pi / rng.uniform(10.0, 18.0)))
     light, dark = rng.uniform([0.55, 0.35, 0.15], [0.85, 0.6, 0.35]), rng.uniform([0.25, 0.12, 0.05], [0.45, 0.3, 0.15])
     texture = _mix(dark.astype(np.float32), light.astype(np.float32), 0.35 + 0.45 * grain)
     tone = rng.uniform(0.8, 1.15, plank.max() + 1).astype(np.float32)[plank]
@@ -225,7 +248,7 @@ _TEXTURE_MAKERS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
 
 def _textured_material(rng: np.random.Generator, choices: Iterable[str]) -> Material:
     name = str(rng.choice(list(choices)))
-    texel_size = float(rng.uniform(0.004, 0.008))
+    texel_size = float(rng.uniform(0.0025, 0.004))
     offset = (float(rng.uniform(0, 5)), float(rng.uniform(0, 5)))
     return Material(_TEXTURE_MAKERS[name](rng), texel_size=texel_size, offset=offset)
 
@@ -478,6 +501,17 @@ def _shade_material(material: Material, u: np.ndarray, v: np.ndarray, footprint:
     return albedo
 
 
+@functools.lru_cache(maxsize=4)
+def _camera_rays(intrinsics: tuple[float, ...], height: int, width: int) -> np.ndarray:
+    """``3 x HW`` float32 rays ``K^-1 [u, v, 1]^T`` of every pixel (row-major); their z component is 1."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(height * width)], 0)
+    rays = np.linalg.inv(np.asarray(intrinsics).reshape(3, 3)) @ pixels
+    rays = rays.astype(np.float32)
+    rays.setflags(write=False)
+    return rays
+
+
 def render(room: Room, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Ray-cast one view.
 
@@ -491,42 +525,42 @@ def render(room: Room, extrinsics: np.ndarray, intrinsics: np.ndarray, height: i
         ``(rgb, depth)``: ``H x W x 3`` uint8 image and ``H x W`` float32 z-depth in metres.
     """
     rotation = extrinsics[:3, :3].T  # camera-to-world
-    centre = -rotation @ extrinsics[:3, 3]
-    ys, xs = np.mgrid[0:height, 0:width]
-    pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(height * width)], 1).astype(np.float64)
-    rays_cam = pixels @ np.linalg.inv(intrinsics).T  # z component is 1: t is the z-depth
-    rays = rays_cam @ rotation.T
+    centre = (-rotation @ extrinsics[:3, 3]).astype(np.float32)[:, None]
+    # Rays in world coordinates, 3 x N; the ray parameter t of a hit is its z-depth.
+    rays = rotation.astype(np.float32) @ _camera_rays(tuple(np.asarray(intrinsics, float).ravel()), height, width)
     rays[rays == 0] = 1e-12
     inverse = 1.0 / rays
+    columns = np.arange(rays.shape[1])
 
     # The room, seen from inside: the first bound reached along each axis.
-    bounds = np.where(rays > 0, room.size[None], 0.0)
-    t_axes = (bounds - centre[None]) * inverse
-    axis = np.argmin(t_axes, 1)
-    t_hit = t_axes[np.arange(t_axes.shape[0]), axis]
-    surface = 2 * axis + (rays[np.arange(rays.shape[0]), axis] > 0)
+    bounds = np.where(rays > 0, room.size.astype(np.float32)[:, None], np.float32(0.0))
+    t_axes = (bounds - centre) * inverse
+    axis = np.argmin(t_axes, 0)
+    t_hit = t_axes[axis, columns]
+    surface = 2 * axis + (rays[axis, columns] > 0)
 
     # Furniture, seen from outside (slab test).
     for box_index, box in enumerate(room.boxes):
-        t_low = (box.lo[None] - centre[None]) * inverse
-        t_high = (box.hi[None] - centre[None]) * inverse
+        t_low = (box.lo.astype(np.float32)[:, None] - centre) * inverse
+        t_high = (box.hi.astype(np.float32)[:, None] - centre) * inverse
         t_near_axes = np.minimum(t_low, t_high)
-        t_near = t_near_axes.max(1)
-        t_far = np.maximum(t_low, t_high).min(1)
-        hit = (t_near <= t_far) & (t_near > 0) & (t_near < t_hit)
-        if hit.any():
-            entry_axis = np.argmax(t_near_axes[hit], 1)
-            entry_side = rays[hit][np.arange(entry_axis.shape[0]), entry_axis] < 0  # the high face
+        t_near = t_near_axes.max(0)
+        t_far = np.maximum(t_low, t_high).min(0)
+        hit = np.nonzero((t_near <= t_far) & (t_near > 0) & (t_near < t_hit))[0]
+        if hit.size:
+            entry_axis = np.argmax(t_near_axes[:, hit], 0)
+            entry_side = rays[entry_axis, hit] < 0  # entering through the high face
             t_hit[hit] = t_near[hit]
             surface[hit] = 6 + 6 * box_index + 2 * entry_axis + entry_side
 
-    points = centre[None] + t_hit[:, None] * rays
-    ray_length = np.linalg.norm(rays, axis=1)
+    points = centre + t_hit[None] * rays
+    ray_length = np.sqrt((rays**2).sum(0))
     focal = float(intrinsics[0, 0])
-    colour = np.empty((points.shape[0], 3), np.float32)
-    normals = np.empty_like(points)
-    for surface_id in np.unique(surface):
-        mask = surface == surface_id
+    colour = np.empty((rays.shape[1], 3), np.float32)
+    normals = np.zeros((3, rays.shape[1]), np.float32)
+    order = np.argsort(surface, kind="stable")
+    surface_ids, starts = np.unique(surface[order], return_index=True)
+    for surface_id, index in zip(surface_ids, np.split(order, starts[1:])):
         axis_id, side = divmod(int(surface_id) % 6, 2)
         if surface_id < 6:
             material = room.walls[surface_id]
@@ -534,21 +568,19 @@ def render(room: Room, extrinsics: np.ndarray, intrinsics: np.ndarray, height: i
         else:
             material = room.boxes[(surface_id - 6) // 6].material
             normal_sign = 1.0 if side else -1.0  # box normals point outwards
-        normal = np.zeros(3)
-        normal[axis_id] = normal_sign
-        normals[mask] = normal
-        cosine = np.abs(rays[mask, axis_id]) / ray_length[mask]
-        footprint = t_hit[mask] * ray_length[mask] / focal / np.sqrt(np.maximum(cosine, 0.05))
-        u, v = _surface_uv(points[mask], axis_id, normal_sign)
-        colour[mask] = _shade_material(material, u, v, footprint)
+        normals[axis_id, index] = normal_sign
+        cosine = np.abs(rays[axis_id, index]) / ray_length[index]
+        footprint = t_hit[index] * ray_length[index] / focal / np.sqrt(np.maximum(cosine, 0.05))
+        u, v = _surface_uv(points[:, index].T, axis_id, normal_sign)
+        colour[index] = _shade_material(material, u, v, footprint)
 
-    to_light = room.light[None] - points
-    distance = np.linalg.norm(to_light, axis=1)
-    lambert = np.clip((normals * to_light).sum(1) / distance, 0.0, 1.0)
+    to_light = room.light.astype(np.float32)[:, None] - points
+    distance = np.sqrt((to_light**2).sum(0))
+    lambert = np.clip((normals * to_light).sum(0) / distance, 0.0, 1.0)
     shading = room.ambient + room.diffuse * lambert / (1.0 + (distance / 4.0) ** 2)
-    colour *= (shading[:, None] * room.tint[None]).astype(np.float32)
+    colour *= shading[:, None] * room.tint[None]
     rgb = (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(height, width, 3)
-    return rgb, t_hit.astype(np.float32).reshape(height, width)
+    return rgb, t_hit.reshape(height, width)
 
 
 # ---------------------------------------------------------------------------
