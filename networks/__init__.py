@@ -1,0 +1,33 @@
+"""GasMono networks: MPViT depth encoder, depth decoder, PoseNet, AlignNet,
+and checkpoint I/O in the release's folder layout."""
+from .align_net import TransDecoder
+from .checkpoints import (
+    MODEL_NAMES,
+    load_mpvit_imagenet,
+    load_optimizer_state,
+    load_resnet_imagenet,
+    load_training_state,
+    load_weights_folder,
+    save_weights_folder,
+)
+from .depth_decoder import DepthDecoder, convex_upsample
+from .mpvit import MPViT, mpvit_small
+from .pose_decoder import PoseDecoder
+from .resnet_encoder import ResnetEncoder
+
+__all__ = [
+    "MPViT",
+    "mpvit_small",
+    "DepthDecoder",
+    "convex_upsample",
+    "ResnetEncoder",
+    "PoseDecoder",
+    "TransDecoder",
+    "MODEL_NAMES",
+    "save_weights_folder",
+    "load_weights_folder",
+    "load_optimizer_state",
+    "load_training_state",
+    "load_mpvit_imagenet",
+    "load_resnet_imagenet",
+]
