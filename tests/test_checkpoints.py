@@ -93,8 +93,14 @@ def run_all(models: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
         disps = models["depth"](models["encoder"](image))
         axisangle, translation, _ = models["pose"]([models["pose_encoder"](pair)])
         residual, scale = models["trans"]([models["trans_encoder"](pair)])
-    return {"disp0": disps[("disp", 0)], "disp3": disps[("disp", 3)], "axisangle": axisangle,
-            "translation": translation, "residual": residual, "scale": scale}
+    return {
+        "disp0": disps[("disp", 0)],
+        "disp3": disps[("disp", 3)],
+        "axisangle": axisangle,
+        "translation": translation,
+        "residual": residual,
+        "scale": scale,
+    }
 
 
 def test_saved_folder_holds_exactly_the_release_files(saved_folder):

@@ -113,7 +113,10 @@ def assert_close_float32(actual: torch.Tensor, expected: np.ndarray, rel: float 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_state_dict_keys_shapes_dtypes_and_order_match_manifest(models, manifest, name):
-    ours = [(key, list(value.shape), str(value.dtype).replace("torch.", "")) for key, value in models[name].state_dict().items()]
+    ours = [
+        (key, list(value.shape), str(value.dtype).removeprefix("torch."))
+        for key, value in models[name].state_dict().items()
+    ]
     release = [(entry["key"], entry["shape"], entry["dtype"]) for entry in manifest[name]["keys"]]
     assert ours == release
 
