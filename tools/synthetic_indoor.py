@@ -77,6 +77,22 @@ def nyu_intrinsics(height: int, width: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+def _mip_pyramid(image: np.ndarray) -> list[np.ndarray]:
+    """Mip levels of an ``h x w x 3`` float32 image, each half the size of the previous."""
+    levels = [np.ascontiguousarray(image, dtype=np.float32)]
+    while len(levels) < _MIP_LEVELS and min(levels[-1].shape[:2]) >= 8:
+        previous = levels[-1]
+        size = (previous.shape[1] // 2, previous.shape[0] // 2)
+        levels.append(cv2.resize(previous, size, interpolation=cv2.INTER_AREA))
+    return levels
+
+
+def _mip_level(footprint: np.ndarray, texel_size: float, levels: int) -> np.ndarray:
+    """Per pixel, the mip level whose texels are at least as large as the pixel footprint."""
+    level = np.floor(np.log2(np.maximum(footprint / texel_size, 1e-6)) + 1.0)
+    return np.clip(level, 0, levels - 1).astype(np.int64)
+
+
 @dataclass
 class Decal:
     """A non-tiled image (a poster) placed on a surface at ``[u0, u0 + width] x [v0, v0 + height]`` (m)."""
@@ -86,6 +102,10 @@ class Decal:
     width: float
     height: float
     image: np.ndarray  # h x w x 3 float32 in [0, 1]
+    pyramid: list[np.ndarray] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pyramid = _mip_pyramid(self.image)
 
 
 @dataclass
@@ -99,12 +119,7 @@ class Material:
     pyramid: list[np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        levels = [np.ascontiguousarray(self.texture, dtype=np.float32)]
-        while len(levels) < _MIP_LEVELS and min(levels[-1].shape[:2]) >= 8:
-            previous = levels[-1]
-            size = (previous.shape[1] // 2, previous.shape[0] // 2)
-            levels.append(cv2.resize(previous, size, interpolation=cv2.INTER_AREA))
-        self.pyramid = levels
+        self.pyramid = _mip_pyramid(self.texture)
 
 
 @functools.lru_cache(maxsize=None)
@@ -480,10 +495,8 @@ def _sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray, wrap: bool
 
 def _shade_material(material: Material, u: np.ndarray, v: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Albedo ``N x 3`` of ``material`` at ``(u, v)``; ``footprint`` is a pixel's size on the surface (m),
-    used to pick the mip level."""
-    levels = len(material.pyramid)
-    level = np.clip(np.floor(np.log2(np.maximum(footprint / material.texel_size, 1e-6)) + 0.5), 0, levels - 1)
-    level = level.astype(np.int64)
+    used to pick the mip level (trading a little blur for no aliasing)."""
+    level = _mip_level(footprint, material.texel_size, len(material.pyramid))
     albedo = np.empty((u.shape[0], 3), np.float32)
     for index in np.unique(level):
         mask = level == index
@@ -492,12 +505,16 @@ def _shade_material(material: Material, u: np.ndarray, v: np.ndarray, footprint:
         y = (v[mask] - material.offset[1]) / scale - 0.5
         albedo[mask] = _sample_bilinear(material.pyramid[index], x, y, wrap=True)
     for decal in material.decals:
-        inside = (u >= decal.u0) & (u < decal.u0 + decal.width) & (v >= decal.v0) & (v < decal.v0 + decal.height)
-        if inside.any():
-            height, width = decal.image.shape[:2]
-            x = (u[inside] - decal.u0) / decal.width * width - 0.5
-            y = (v[inside] - decal.v0) / decal.height * height - 0.5
-            albedo[inside] = _sample_bilinear(decal.image, x, y, wrap=False)
+        inside = np.nonzero((u >= decal.u0) & (u < decal.u0 + decal.width) & (v >= decal.v0)
+                            & (v < decal.v0 + decal.height))[0]
+        if inside.size:
+            level = _mip_level(footprint[inside], decal.width / decal.image.shape[1], len(decal.pyramid))
+            for index in np.unique(level):
+                chosen = inside[level == index]
+                image = decal.pyramid[index]
+                x = (u[chosen] - decal.u0) / decal.width * image.shape[1] - 0.5
+                y = (v[chosen] - decal.v0) / decal.height * image.shape[0] - 0.5
+                albedo[chosen] = _sample_bilinear(image, x, y, wrap=False)
     return albedo
 
 

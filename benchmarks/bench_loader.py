@@ -1,0 +1,94 @@
+"""Training-loader throughput: items per second per worker.
+
+Loads items of ``NYUDataset`` (3 frames x 4 scales, 256 x 320 by default) from
+a synthetic indoor set, with augmentation none / colorjitter / strong (training
+mode: each item augmented with probability 0.5), in the main process, and
+optionally through a ``DataLoader`` with N workers.
+
+Example::
+
+    python benchmarks/bench_loader.py                     # renders a small 640 x 480 set first
+    python benchmarks/bench_loader.py --data_path data/synthetic_indoor/train --num_workers 2
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datasets.augmentation import AUGMENTATIONS  # noqa: E402
+from datasets.nyu_dataset import NYUDataset  # noqa: E402
+from datasets.splits import find_sequence_items  # noqa: E402
+from tools.synthetic_indoor import generate_dataset  # noqa: E402
+from utils import cli_entry_point  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Measure NYUDataset items/s per worker.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data_path", type=Path, default=None,
+                        help="folder of <scene>/<frame:06d>.jpg sequences; default: render 2 x 16 frames at 640 x 480")
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--items", type=int, default=100, help="items timed per setting (after 5 warm-up items)")
+    parser.add_argument("--num_workers", type=int, default=0, help="also time a DataLoader with this many workers")
+    return parser
+
+
+def time_main_process(dataset: NYUDataset, count: int) -> tuple[float, float]:
+    """Return (items/s by wall clock, items/s by process CPU time) in this process."""
+    for index in range(5):
+        dataset[index % len(dataset)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for index in range(count):
+        dataset[index % len(dataset)]
+    return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
+
+
+def time_workers(dataset: NYUDataset, count: int, workers: int) -> float:
+    """Items/s through a DataLoader (batch size 1, ``workers`` processes), per worker."""
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=count + 5 * workers)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers)
+    iterator = iter(loader)
+    for _ in range(5 * workers):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(count):
+        next(iterator)
+    return count / (time.perf_counter() - start) / workers
+
+
+@cli_entry_point
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    random.seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = args.data_path
+        if data_path is None:
+            print("rendering 2 scenes x 16 frames at 640 x 480 ...")
+            generate_dataset(tmp, num_scenes=2, frames_per_scene=16, num_test=0, num_low_texture=0, progress=False)
+            data_path = Path(tmp) / "train"
+        lines = [f"{scene} {frame:04d} l" for scene, frame in find_sequence_items(data_path)]
+        print(f"{len(lines)} items from {data_path}; {args.height} x {args.width}, frames 0 -1 1, 4 scales")
+        for augmentation in AUGMENTATIONS:
+            dataset = NYUDataset(data_path, lines, args.height, args.width, [0, -1, 1], 4,
+                                 is_train=augmentation != "none", augmentation=augmentation)
+            wall, cpu = time_main_process(dataset, args.items)
+            line = f"{augmentation:>12}: {wall:7.1f} items/s (wall), {cpu:7.1f} items/s per CPU second"
+            if args.num_workers > 0:
+                line += f", {time_workers(dataset, args.items, args.num_workers):7.1f} items/s per worker " \
+                        f"with {args.num_workers} workers"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()

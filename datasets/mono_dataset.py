@@ -1,0 +1,309 @@
+"""Monocular training data in the Monodepth2 input-dict convention.
+
+:class:`MonoDataset` turns one split line ``<folder> <frame> [<side>]`` into the
+dictionary the trainer consumes (keys as in Monodepth2):
+
+* ``("color", f, s)``: frame ``f`` at scale ``s``, ``3 x H/2^s x W/2^s``
+  float32 in [0, 1], not augmented;
+* ``("color_aug", f, s)``: the same after colour augmentation. Only scale 0
+  feeds the networks, so only scale 0 is augmented; the other scales are the
+  ``("color", f, s)`` tensors themselves (and so is scale 0 when the item is
+  not augmented);
+* ``("K", s)``, ``("inv_K", s)``: ``4 x 4`` float32 intrinsics of scale ``s``
+  (the normalised intrinsics with row 0 times ``W // 2^s`` and row 1 times
+  ``H // 2^s``) and their pseudo-inverse;
+* ``("pose_gt", f)`` for ``f`` in ``{-1, 1}``: ``4 x 4`` float32 coarse pose
+  ``T_{0->f}`` (target camera to source camera), when ``cpose_dir`` is given;
+* ``"depth_gt"``: ``1 x H_gt x W_gt`` float32 metres, when requested and the
+  data set has depth.
+
+The pyramid is built level by level with PIL's LANCZOS filter (full size ->
+scale 0 -> scale 1 -> ...), as in the release. JPEGs are decoded at a reduced
+size (``Image.draft``) when the reduced image is still at least ``W x H``.
+Horizontal flipping is not offered: NYUv2's principal point is off-centre and
+the coarse poses would have to be mirrored.
+
+Subclasses override only :meth:`get_image_path` / :meth:`get_color`,
+:meth:`check_depth` / :meth:`get_depth`, :meth:`get_intrinsics` and
+:meth:`get_coarse_pose_path` / :meth:`get_coarse_poses`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils import data
+
+from datasets.augmentation import AUGMENTATIONS, StrongAugmentation, sample_color_jitter
+from utils import GasMonoError, require_path
+
+logger = logging.getLogger(__name__)
+
+COARSE_POSE_SHAPE = (2, 4, 4)
+_SIDES = ("l", "r")
+
+
+def parse_split_line(line: str, where: str) -> tuple[str, int, str]:
+    """Parse ``<folder> <frame> [<side>]``; ``where`` (e.g. ``"splits/x.txt line 3"``)
+    names the line in the error raised for a malformed one."""
+    parts = line.split()
+    if len(parts) not in (2, 3):
+        raise GasMonoError(f"{where}: expected '<folder> <frame> <side>', got {line.strip()!r}")
+    folder, frame = parts[0], parts[1]
+    side = parts[2] if len(parts) == 3 else "l"
+    if not frame.isdigit():
+        raise GasMonoError(f"{where}: frame {frame!r} is not a non-negative integer in {line.strip()!r}")
+    if side not in _SIDES:
+        raise GasMonoError(f"{where}: side {side!r} is not one of {_SIDES} in {line.strip()!r}")
+    return folder, int(frame), side
+
+
+def load_split(path: str | os.PathLike) -> list[str]:
+    """Read a split file and validate every line (``<folder> <frame> <side>``).
+
+    Blank lines are skipped; a malformed line raises a :class:`GasMonoError`
+    naming the file and its line number.
+    """
+    path = require_path(path, "split file")
+    lines = []
+    with open(path, "r", encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.rstrip("\r\n")
+            if line.strip():
+                parse_split_line(line, f"{path} line {number}")
+                lines.append(line)
+    if not lines:
+        raise GasMonoError(f"split file is empty: {path}")
+    return lines
+
+
+def pil_loader(path: str | os.PathLike, min_size: tuple[int, int] | None = None) -> Image.Image:
+    """Open an RGB image; a JPEG is decoded at the smallest power-of-two
+    reduction that is still at least ``min_size = (width, height)``."""
+    with Image.open(path) as image:
+        if min_size is not None and image.format == "JPEG":
+            image.draft("RGB", min_size)
+        if image.mode != "RGB":
+            return image.convert("RGB")
+        image.load()
+        return image
+
+
+def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """``H x W x 3`` uint8 image -> ``3 x H x W`` float32 tensor in [0, 1]."""
+    array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    out = np.empty(array.shape, np.float32)
+    np.divide(array, np.float32(255.0), out=out)
+    return torch.from_numpy(out)
+
+
+class MonoDataset(data.Dataset):
+    """Base class of the monocular training data sets (see the module docstring).
+
+    Args:
+        data_path: root folder of the frames.
+        filenames: split lines ``<folder> <frame> [<side>]``, or the path of a split file.
+        height, width: size ``H x W`` of scale 0.
+        frame_idxs: frame offsets to load, target first (e.g. ``[0, -1, 1]``).
+        num_scales: number of pyramid levels.
+        is_train: enables colour augmentation (each item with probability 0.5).
+        img_ext: image file extension.
+        cpose_dir: folder of coarse poses; adds ``("pose_gt", -1)`` and ``("pose_gt", 1)``.
+        augmentation: ``"strong"``, ``"colorjitter"`` or ``"none"`` (see :mod:`datasets.augmentation`).
+        load_depth: add ``"depth_gt"`` when the data set has depth.
+        shared_augmentation: with ``"strong"``, one draw for all frames of an
+            item instead of the release's independent per-frame draws.
+    """
+
+    def __init__(
+        self,
+        data_path: str | os.PathLike,
+        filenames: Sequence[str] | str | os.PathLike,
+        height: int,
+        width: int,
+        frame_idxs: Sequence[int],
+        num_scales: int,
+        is_train: bool = False,
+        img_ext: str = ".jpg",
+        cpose_dir: str | os.PathLike | None = None,
+        augmentation: str = "strong",
+        load_depth: bool = False,
+        shared_augmentation: bool = False,
+    ) -> None:
+        super().__init__()
+        self.data_path = require_path(data_path, "data path")
+        if augmentation not in AUGMENTATIONS:
+            raise GasMonoError(f"unknown augmentation {augmentation!r} (choose from {', '.join(AUGMENTATIONS)})")
+        if height % 2 ** (num_scales - 1) or width % 2 ** (num_scales - 1):
+            raise GasMonoError(f"height and width must be divisible by {2 ** (num_scales - 1)} for {num_scales} scales")
+        self.height = height
+        self.width = width
+        self.frame_idxs = list(frame_idxs)
+        self.num_scales = num_scales
+        self.is_train = is_train
+        self.img_ext = img_ext
+        self.augmentation = augmentation
+        self.shared_augmentation = shared_augmentation
+        self.cpose_dir = None if cpose_dir is None else require_path(cpose_dir, "coarse pose folder")
+        if self.cpose_dir is not None and not set(self.frame_idxs) <= {0, -1, 1}:
+            raise GasMonoError(f"coarse poses exist for frames -1 and 1 only, not frame_idxs {self.frame_idxs}")
+
+        if isinstance(filenames, (str, os.PathLike)):
+            split_name = str(filenames)
+            filenames = load_split(filenames)
+        else:
+            split_name = "split list"
+        self.filenames = list(filenames)
+        if not self.filenames:
+            raise GasMonoError(f"{split_name} is empty")
+        self.items = [parse_split_line(line, f"{split_name} line {number}") for number, line in enumerate(self.filenames, 1)]
+
+        self._listings: dict[Path, frozenset[str]] = {}
+        self._check_files_exist(split_name)
+        self.load_depth = load_depth and self.check_depth()
+        if load_depth and not self.load_depth:
+            logger.info("no ground-truth depth found under %s; items carry no depth_gt", self.data_path)
+        self._strong: StrongAugmentation | None = None
+        self._intrinsics: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+
+    # -- hooks for subclasses ------------------------------------------------
+
+    def get_image_path(self, folder: str, frame_index: int, side: str) -> Path:
+        """Path of one frame (the default: ``<data_path>/<folder>/<frame:010d><img_ext>``)."""
+        return self.data_path / folder / f"{frame_index:010d}{self.img_ext}"
+
+    def get_color(self, folder: str, frame_index: int, side: str) -> Image.Image:
+        """Load one frame as an RGB PIL image (decoded at reduced size when possible)."""
+        return pil_loader(self.get_image_path(folder, frame_index, side), (self.width, self.height))
+
+    def get_intrinsics(self, folder: str) -> np.ndarray:
+        """``4 x 4`` intrinsics normalised by the image size (row 0 by width, row 1 by height)."""
+        raise NotImplementedError
+
+    def check_depth(self) -> bool:
+        """Whether the data set has ground-truth depth."""
+        return False
+
+    def get_depth(self, folder: str, frame_index: int, side: str) -> np.ndarray:
+        """Ground-truth depth ``H_gt x W_gt`` float32 in metres."""
+        raise NotImplementedError
+
+    def get_coarse_pose_path(self, folder: str, frame_index: int) -> Path:
+        """Path of the coarse poses of one item: ``<cpose_dir>/<folder>/<frame:04d>.npy``."""
+        assert self.cpose_dir is not None
+        return self.cpose_dir / folder / f"{frame_index:04d}.npy"
+
+    def get_coarse_poses(self, folder: str, frame_index: int) -> np.ndarray:
+        """``2 x 4 x 4`` float32 ``[T_{t->t-1}, T_{t->t+1}]`` of one item."""
+        path = self.get_coarse_pose_path(folder, frame_index)
+        try:
+            poses = np.load(path)
+        except (OSError, ValueError) as error:
+            raise GasMonoError(f"cannot read coarse poses {path}: {error}") from None
+        if poses.shape != COARSE_POSE_SHAPE:
+            raise GasMonoError(f"coarse poses {path} have shape {poses.shape}, expected {COARSE_POSE_SHAPE}")
+        if not np.isfinite(poses).all():
+            raise GasMonoError(f"coarse poses {path} contain non-finite values")
+        return poses.astype(np.float32)
+
+    # -- construction-time checks ------------------------------------------
+
+    def _exists(self, path: Path) -> bool:
+        """File existence through a cached listing of its folder (fast for large splits)."""
+        folder = path.parent
+        if folder not in self._listings:
+            self._listings[folder] = frozenset(os.listdir(folder)) if folder.is_dir() else frozenset()
+        return path.name in self._listings[folder]
+
+    def _check_files_exist(self, split_name: str) -> None:
+        for number, (folder, frame_index, side) in enumerate(self.items, 1):
+            for offset in self.frame_idxs:
+                path = self.get_image_path(folder, frame_index + offset, side)
+                if not self._exists(path):
+                    what = "frame" if offset == 0 else f"neighbour frame {offset:+d}"
+                    raise GasMonoError(f"missing {what}: {path} (needed by {split_name} line {number})")
+            if self.cpose_dir is not None:
+                path = self.get_coarse_pose_path(folder, frame_index)
+                if not self._exists(path):
+                    raise GasMonoError(f"coarse pose file missing: {path} (needed by {split_name} line {number})")
+        self._listings.clear()
+
+    # -- item assembly --------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def scaled_intrinsics(self, folder: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per scale ``s``: ``(K_s, inv_K_s)`` ``4 x 4`` float32 (cached per folder)."""
+        if folder not in self._intrinsics:
+            normalised = self.get_intrinsics(folder)
+            per_scale = {}
+            for scale in range(self.num_scales):
+                K = normalised.astype(np.float64).copy()
+                K[0, :] *= self.width // 2**scale
+                K[1, :] *= self.height // 2**scale
+                per_scale[scale] = (K.astype(np.float32), np.linalg.pinv(K).astype(np.float32))
+            self._intrinsics[folder] = per_scale
+        return self._intrinsics[folder]
+
+    def build_pyramid(self, image: Image.Image) -> list[Image.Image]:
+        """Scales ``0..num_scales-1``, each resized (LANCZOS) from the previous one."""
+        levels = []
+        for scale in range(self.num_scales):
+            size = (self.width // 2**scale, self.height // 2**scale)
+            if image.size != size:
+                image = image.resize(size, Image.Resampling.LANCZOS)
+            levels.append(image)
+        return levels
+
+    def __getitem__(self, index: int) -> dict:
+        """One item: see the module docstring for the keys."""
+        folder, frame_index, side = self.items[index]
+        inputs: dict = {}
+        do_color_aug = self.is_train and self.augmentation != "none" and random.random() > 0.5
+
+        level0 = {}
+        for offset in self.frame_idxs:
+            pyramid = self.build_pyramid(self.get_color(folder, frame_index + offset, side))
+            level0[offset] = pyramid[0]
+            for scale, image in enumerate(pyramid):
+                tensor = to_tensor(image)
+                inputs[("color", offset, scale)] = tensor
+                inputs[("color_aug", offset, scale)] = tensor
+        if do_color_aug:
+            for offset, image in self._augment(level0).items():
+                inputs[("color_aug", offset, 0)] = to_tensor(image)
+
+        for scale, (K, inv_K) in self.scaled_intrinsics(folder).items():
+            inputs[("K", scale)] = torch.from_numpy(K.copy())
+            inputs[("inv_K", scale)] = torch.from_numpy(inv_K.copy())
+
+        if self.cpose_dir is not None:
+            poses = self.get_coarse_poses(folder, frame_index)
+            for slot, offset in enumerate((-1, 1)):
+                if offset in self.frame_idxs:
+                    inputs[("pose_gt", offset)] = torch.from_numpy(poses[slot].copy())
+
+        if self.load_depth:
+            depth = self.get_depth(folder, frame_index, side)
+            inputs["depth_gt"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
+        return inputs
+
+    def _augment(self, images: dict[int, Image.Image]) -> dict[int, Image.Image | np.ndarray]:
+        """Colour-augment the scale-0 image of every frame (randomness from :mod:`random`)."""
+        if self.augmentation == "colorjitter":
+            jitter = sample_color_jitter(random.Random(random.getrandbits(64)))
+            return {offset: jitter(image) for offset, image in images.items()}
+        if self._strong is None:
+            self._strong = StrongAugmentation()
+        shared_seed = random.getrandbits(32)
+        return {
+            offset: self._strong(np.array(image), shared_seed if self.shared_augmentation else random.getrandbits(32))
+            for offset, image in images.items()
+        }

@@ -1,0 +1,222 @@
+"""Tests of the training data sets, augmentation and split helpers on a tiny synthetic set."""
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.mono_dataset import load_split
+from datasets.nyu_dataset import NYUDataset
+from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, write_split_files
+from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
+from tools import make_split
+from tools.synthetic_indoor import generate_dataset, load_poses, relative_pose
+from utils import GasMonoError
+
+HEIGHT, WIDTH = 96, 128
+FRAMES = [0, -1, 1]
+NUM_FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """3 scenes x 6 frames at 96 x 128 (one low-texture), a split and GT coarse poses."""
+    root = tmp_path_factory.mktemp("synthetic_set")
+    summary = generate_dataset(root, num_scenes=3, frames_per_scene=NUM_FRAMES, num_test=0, height=HEIGHT,
+                               width=WIDTH, num_low_texture=1, seed=7, progress=False)
+    data_path = root / "train"
+    items = find_sequence_items(data_path)
+    lines = [f"{scene} {frame:04d} l" for scene, frame in items]
+    cpose_dir = root / "cpose"
+    for scene in {scene for scene, _ in items}:
+        poses = load_poses(data_path / scene)
+        (cpose_dir / scene).mkdir(parents=True)
+        for frame in range(1, NUM_FRAMES - 1):
+            pair = np.stack([relative_pose(poses[frame], poses[frame + offset]) for offset in (-1, 1)])
+            np.save(cpose_dir / scene / f"{frame:04d}.npy", pair.astype(np.float32))
+    return {"root": root, "data_path": data_path, "lines": lines, "cpose_dir": cpose_dir, "summary": summary}
+
+
+def make_dataset(synthetic: dict, **kwargs) -> NYUDataset:
+    options = dict(height=HEIGHT, width=WIDTH, frame_idxs=FRAMES, num_scales=4)
+    options.update(kwargs)
+    return NYUDataset(synthetic["data_path"], synthetic["lines"], **options)
+
+
+def test_items_keys_shapes_and_ranges(synthetic: dict) -> None:
+    dataset = make_dataset(synthetic, height=64, width=80, load_depth=True, cpose_dir=synthetic["cpose_dir"])
+    assert len(dataset) == 3 * (NUM_FRAMES - 2)
+    item = dataset[0]
+    expected = {("color", f, s) for f in FRAMES for s in range(4)} | {("color_aug", f, s) for f in FRAMES for s in range(4)}
+    expected |= {("K", s) for s in range(4)} | {("inv_K", s) for s in range(4)}
+    expected |= {("pose_gt", -1), ("pose_gt", 1), "depth_gt"}
+    assert set(item) == expected
+    for f in FRAMES:
+        for s in range(4):
+            for key in ("color", "color_aug"):
+                tensor = item[(key, f, s)]
+                assert tensor.shape == (3, 64 // 2**s, 80 // 2**s) and tensor.dtype == torch.float32
+                assert 0.0 <= float(tensor.min()) and float(tensor.max()) <= 1.0 and float(tensor.std()) > 0.01
+    depth = item["depth_gt"]
+    assert depth.shape == (1, HEIGHT, WIDTH) and depth.dtype == torch.float32
+    assert 0.3 <= float(depth.min()) and float(depth.max()) <= 10.0
+    for key in (("pose_gt", -1), ("pose_gt", 1)):
+        assert item[key].shape == (4, 4) and item[key].dtype == torch.float32
+
+
+def test_intrinsics_per_scale(synthetic: dict, tmp_path: Path) -> None:
+    item = make_dataset(synthetic, height=64, width=80)[0]
+    for s in range(4):
+        K, inv_K = item[("K", s)].double(), item[("inv_K", s)].double()
+        width, height = 80 // 2**s, 64 // 2**s
+        # cam.txt holds NYUv2's intrinsics, so the normalised values are the release's.
+        np.testing.assert_allclose([K[0, 0], K[0, 2], K[1, 1], K[1, 2]],
+                                   [0.81 * width, 0.51 * width, 1.08 * height, 0.53 * height], rtol=1e-5)
+        np.testing.assert_allclose((K @ inv_K).numpy(), np.eye(4), atol=1e-5)
+    # Without cam.txt the NYUv2 defaults apply; a different cam.txt is normalised by the image size.
+    data_path = tmp_path / "scenes"
+    scene = synthetic["lines"][0].split()[0]
+    shutil.copytree(synthetic["data_path"] / scene, data_path / scene)
+    (data_path / scene / "cam.txt").unlink()
+    lines = [line for line in synthetic["lines"] if line.startswith(scene)]
+    K = NYUDataset(data_path, lines, 64, 80, FRAMES, 4)[0][("K", 0)]
+    np.testing.assert_allclose(K[:2, :3].numpy(), [[0.81 * 80, 0, 0.51 * 80], [0, 1.08 * 64, 0.53 * 64]], rtol=1e-6)
+    np.savetxt(data_path / scene / "cam.txt", [[64.0, 0, 60.0], [0, 48.0, 40.0], [0, 0, 1]])
+    K = NYUDataset(data_path, lines, 64, 80, FRAMES, 4)[0][("K", 1)]
+    np.testing.assert_allclose(K[:2, :3].numpy(), [[64 / 128 * 40, 0, 60 / 128 * 40], [0, 48 / 96 * 32, 40 / 96 * 32]],
+                               rtol=1e-6)
+
+
+def test_gt_depth_and_pose_explain_the_motion(synthetic: dict) -> None:
+    """Warping the sources into the target with GT depth, the coarse poses (E_s inv(E_t)) and K
+    reproduces the target far better than the unwarped source does."""
+    textured = {name for name, scene in synthetic["summary"]["scenes"].items() if scene["kind"] == "textured"}
+    lines = [line for line in synthetic["lines"] if line.split()[0] in textured]
+    dataset = NYUDataset(synthetic["data_path"], lines, HEIGHT, WIDTH, FRAMES, 1, load_depth=True,
+                         cpose_dir=synthetic["cpose_dir"])
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    backproject, project, ssim = BackprojectDepth(HEIGHT, WIDTH), Project3D(HEIGHT, WIDTH), SSIM()
+    target = batch[("color", 0, 0)]
+    for offset in (-1, 1):
+        source = batch[("color", offset, 0)]
+        warped = warp_image(source, batch["depth_gt"], batch[("K", 0)], batch[("inv_K", 0)], batch[("pose_gt", offset)],
+                            backproject, project)
+        identity_error = photometric_error(source, target, ssim).mean()
+        warped_error = photometric_error(warped, target, ssim).mean()
+        assert warped_error < 0.4 * identity_error, (offset, float(warped_error), float(identity_error))
+        # A wrong convention (the inverse pose) does not explain the motion.
+        wrong = warp_image(source, batch["depth_gt"], batch[("K", 0)], batch[("inv_K", 0)],
+                           torch.linalg.inv(batch[("pose_gt", offset)]), backproject, project)
+        assert photometric_error(wrong, target, ssim).mean() > 2 * warped_error
+
+
+def test_coarse_poses_loaded_into_pose_gt(synthetic: dict) -> None:
+    dataset = make_dataset(synthetic, cpose_dir=synthetic["cpose_dir"])
+    scene, frame, _ = dataset.items[2]
+    stored = np.load(synthetic["cpose_dir"] / scene / f"{frame:04d}.npy")
+    item = dataset[2]
+    np.testing.assert_array_equal(item[("pose_gt", -1)].numpy(), stored[0])
+    np.testing.assert_array_equal(item[("pose_gt", 1)].numpy(), stored[1])
+    assert ("pose_gt", -1) not in make_dataset(synthetic)[2]
+
+
+def test_bad_inputs_give_one_line_errors(synthetic: dict, tmp_path: Path) -> None:
+    with pytest.raises(GasMonoError, match="data path not found: .*missing"):
+        NYUDataset(tmp_path / "missing", synthetic["lines"], HEIGHT, WIDTH, FRAMES, 4)
+    scene = synthetic["lines"][0].split()[0]
+    last = f"{scene} {NUM_FRAMES - 1:04d} l"
+    with pytest.raises(GasMonoError, match=f"missing neighbour frame \\+1: .*{scene}/{NUM_FRAMES:06d}.jpg"):
+        NYUDataset(synthetic["data_path"], [last], HEIGHT, WIDTH, FRAMES, 4)
+    split = tmp_path / "train_files.txt"
+    split.write_text(f"{synthetic['lines'][0]}\n\n{scene} 12x l\n")
+    with pytest.raises(GasMonoError, match=f"{split} line 3: frame '12x'"):
+        NYUDataset(synthetic["data_path"], split, HEIGHT, WIDTH, FRAMES, 4)
+    with pytest.raises(GasMonoError, match="line 3"):
+        load_split(split)
+    split.write_text(f"{scene}\n")
+    with pytest.raises(GasMonoError, match="line 1: expected '<folder> <frame> <side>'"):
+        load_split(split)
+    cpose_dir = tmp_path / "cpose"
+    shutil.copytree(synthetic["cpose_dir"], cpose_dir)
+    bad = cpose_dir / scene / "0002.npy"
+    np.save(bad, np.zeros((4, 4), np.float32))
+    dataset = NYUDataset(synthetic["data_path"], [f"{scene} 0002 l"], HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
+    with pytest.raises(GasMonoError, match=f"coarse poses {bad} have shape \\(4, 4\\), expected \\(2, 4, 4\\)"):
+        dataset[0]
+    bad.unlink()
+    with pytest.raises(GasMonoError, match=f"coarse pose file missing: {bad}"):
+        NYUDataset(synthetic["data_path"], [f"{scene} 0002 l"], HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
+
+
+def test_augmentation_modes(synthetic: dict) -> None:
+    plain = make_dataset(synthetic)[1]
+    for mode in ("strong", "colorjitter"):
+        dataset = make_dataset(synthetic, is_train=True, augmentation=mode)
+        changed = 0
+        for seed in range(8):
+            random.seed(seed)
+            item = dataset[1]
+            for f in FRAMES:
+                for s in range(4):
+                    assert torch.equal(item[("color", f, s)], plain[("color", f, s)])
+                for s in range(1, 4):
+                    assert torch.equal(item[("color_aug", f, s)], item[("color", f, s)])
+            changed += not torch.equal(item[("color_aug", 0, 0)], item[("color", 0, 0)])
+            random.seed(seed)
+            again = dataset[1]
+            assert all(torch.equal(again[("color_aug", f, 0)], item[("color_aug", f, 0)]) for f in FRAMES)
+        assert 1 <= changed <= 7, mode  # each item is augmented with probability 0.5
+    dataset = make_dataset(synthetic, is_train=True, augmentation="none")
+    for seed in range(4):
+        random.seed(seed)
+        item = dataset[1]
+        assert all(torch.equal(item[("color_aug", f, 0)], plain[("color", f, 0)]) for f in FRAMES)
+    evaluation = make_dataset(synthetic, is_train=False, augmentation="strong")[1]
+    assert torch.equal(evaluation[("color_aug", 0, 0)], plain[("color", 0, 0)])
+
+
+def test_colorjitter_shares_one_draw_across_frames(synthetic: dict) -> None:
+    """A brightness/contrast/saturation/hue draw shared by the frames keeps their
+    augmented/plain relation alike; the strong recipe draws per frame."""
+    dataset = make_dataset(synthetic, is_train=True, augmentation="colorjitter")
+    for seed in range(20):
+        random.seed(seed)
+        item = dataset[1]
+        if not torch.equal(item[("color_aug", 0, 0)], item[("color", 0, 0)]):
+            break
+    ratios = [float(item[("color_aug", f, 0)].mean() / item[("color", f, 0)].mean()) for f in FRAMES]
+    assert max(ratios) - min(ratios) < 0.05 and abs(ratios[0] - 1) > 0.01
+    with pytest.raises(GasMonoError, match="unknown augmentation 'flip'"):
+        make_dataset(synthetic, augmentation="flip")
+
+
+def test_split_helpers_and_cli(synthetic: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    items = find_sequence_items(synthetic["data_path"])
+    assert len(items) == 3 * (NUM_FRAMES - 2)
+    assert {frame for _, frame in items} == set(range(1, NUM_FRAMES - 1))
+    train_path, val_path = write_split_files(items, tmp_path / "split", val_fraction=0.25, seed=1)
+    train, val = load_split(train_path), load_split(val_path)
+    assert len(val) == 3 and len(train) == 9
+    assert sorted(train + val) == sorted(f"{scene} {frame:04d} l" for scene, frame in items)
+    assert write_split_files(items, tmp_path / "again", 0.25, seed=1)[1].read_text() == val_path.read_text()
+    assert write_split_files(items, tmp_path / "other", 0.25, seed=2)[1].read_text() != val_path.read_text()
+
+    cpose_dir = tmp_path / "cpose"
+    shutil.copytree(synthetic["cpose_dir"], cpose_dir)
+    scene = items[0][0]
+    (cpose_dir / scene / "0001.npy").unlink()
+    kept = filter_items_with_coarse_poses(items, cpose_dir)
+    assert len(kept) == len(items) - 1 and (scene, 1) not in kept
+    make_split.main([str(synthetic["data_path"]), str(tmp_path / "cli"), "--cpose_dir", str(cpose_dir),
+                     "--val_fraction", "0"])
+    assert "12 items with both neighbours; 11 kept from 3 scenes" in capsys.readouterr().out
+    assert len(load_split(tmp_path / "cli" / "train_files.txt")) == 11
+    assert (tmp_path / "cli" / "val_files.txt").read_text() == ""
+    with pytest.raises(SystemExit) as exit_info:
+        make_split.main([str(tmp_path / "nowhere"), str(tmp_path / "cli")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: data path not found: {tmp_path / 'nowhere'}"
