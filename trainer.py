@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import networks
-from datasets import NYUDataset
+from datasets.nyu_dataset import NYUDataset
 from distributed import DistributedContext, all_ranks_agree, init_distributed
 from layers import (
     SSIM,
@@ -125,6 +125,10 @@ class Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
+        self.writers: dict[str, Any] = {}
+        if with_data:
+            self._build_data()
+
         self.models = self._build_models()
         self.optimizer = self._build_optimizer()
         self.lr_scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_gamma)
@@ -136,11 +140,8 @@ class Trainer:
         self.project = Project3D(self.height, self.width).to(self.device)
         self.ssim = SSIM().to(self.device) if self.recipe.use_ssim else None
 
-        self.writers: dict[str, Any] = {}
-        if with_data:
-            self._build_data()
-            if self.dist.is_main:
-                self._prepare_run_folder()
+        if with_data and self.dist.is_main:
+            self._prepare_run_folder()
 
     # ------------------------------------------------------------------ setup
     def _build_models(self) -> dict[str, nn.Module]:
@@ -576,16 +577,16 @@ class Trainer:
         networks.load_weights_folder(folder, {name: self.models[name] for name in names}, names)
         logger.info("loaded %s from %s", ", ".join(names), folder)
 
-        optimizer_file = folder / "adam.pth"
-        if optimizer_file.is_file() and set(names) == set(self.models):
-            try:
-                self.optimizer.load_state_dict(torch.load(optimizer_file, map_location=self.device))
-            except ValueError as error:
-                logger.warning("optimiser state in %s does not match this model (%s); starting a fresh "
-                               "optimiser", optimizer_file, error)
-        state_file = folder / "training_state.pth"
-        if state_file.is_file():
-            state = torch.load(state_file, map_location="cpu")
+        if set(names) == set(self.models):
+            optimizer_state = networks.load_optimizer_state(folder)
+            if optimizer_state is not None:
+                try:
+                    self.optimizer.load_state_dict(optimizer_state)
+                except ValueError as error:
+                    logger.warning("optimiser state in %s does not match this model (%s); starting a fresh "
+                                   "optimiser", folder, error)
+        state = networks.load_training_state(folder)
+        if state is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
             self.start_epoch = int(state["epoch"]) + 1
             self.step = int(state["step"])

@@ -1,0 +1,62 @@
+"""Options: release flag names and defaults, validation with one-line errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROJECT_ROOT
+from options import MODEL_NAMES, GasMonoOptions
+
+RELEASE_FLAGS = (
+    "data_path log_dir model_name split num_layers dataset png height width disparity_smoothness scales "
+    "min_depth max_depth use_stereo frame_ids batch_size learning_rate num_epochs scheduler_step_size "
+    "v1_multiscale avg_reprojection disable_automasking predictive_mask no_ssim weights_init pose_model_input "
+    "pose_model_type no_cuda num_workers load_weights_folder models_to_load log_frequency save_frequency "
+    "eval_stereo eval_mono disable_median_scaling pred_depth_scale_factor ext_disp_to_eval eval_split "
+    "save_pred_disps no_eval eval_eigen_to_benchmark eval_out_dir post_process iiters selfpp wpp sscale "
+    "use_posegt www"
+).split()
+
+
+def test_every_release_flag_exists_with_recipe_defaults():
+    options = GasMonoOptions().parse([])
+    for flag in RELEASE_FLAGS:
+        assert hasattr(options, flag), flag
+    assert options.models_to_load == list(MODEL_NAMES)
+    assert options.frame_ids == [0, -1, 1] and options.scales == [0, 1, 2, 3]
+    assert options.decoder_learning_rate == 1e-4
+    assert (options.min_depth, options.max_depth) == (0.1, 10.0)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--height", "250"], "multiples of 32"),
+        (["--frame_ids", "-1", "0", "1"], "must start with 0"),
+        (["--use_posegt", "--frame_ids", "0", "1"], "--use_posegt needs"),
+        (["--min_depth", "10", "--max_depth", "1"], "min_depth"),
+        (["--models_to_load", "encoder", "decoder"], "unknown model"),
+        (["--predictive_mask"], "not supported"),
+        (["--batch_size", "0"], "at least 1"),
+        (["--eval_split", "scannet", "--eval_protocol", "p2net"], "nyu only"),
+    ],
+)
+def test_invalid_options_give_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        GasMonoOptions().parse(argv)
+    assert exit_info.value.code == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(error_lines) == 1 and message in error_lines[0]
+
+
+def test_train_cli_reports_a_missing_data_path_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", "--data_path", str(tmp_path / "nowhere"), "--split_dir", str(tmp_path),
+         "--height", "64", "--width", "96", "--no_cuda", "--log_dir", str(tmp_path / "logs")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
