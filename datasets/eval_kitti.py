@@ -90,7 +90,9 @@ def load_velodyne_points(path: str | os.PathLike) -> np.ndarray:
     return points
 
 
-def velodyne_to_depth_map(calib_dir: str | os.PathLike, velodyne_path: str | os.PathLike, camera: int = 2) -> np.ndarray:
+def velodyne_to_depth_map(
+    calib_dir: str | os.PathLike, velodyne_path: str | os.PathLike, camera: int = 2
+) -> np.ndarray:
     """Project a velodyne scan into a rectified camera (Monodepth2 convention).
 
     ``P = P_rect_0<camera> @ R_rect_00 @ [R|T]_velo_to_cam``; points behind

@@ -106,4 +106,5 @@ def seven_scenes_test_set(
     ground_truth = DepthImageGroundTruth(
         dataset.depth_paths(), SEVEN_SCENES_DEPTH_DIVISOR, invalid_values=(SEVEN_SCENES_INVALID_DEPTH,)
     )
-    return EvalSet(dataset, ground_truth, f"7-Scenes test sequences in {dataset.data_path}, every {frame_stride}th frame")
+    description = f"7-Scenes test sequences in {dataset.data_path}, every {frame_stride}th frame"
+    return EvalSet(dataset, ground_truth, description)

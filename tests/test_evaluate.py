@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,7 @@ from PIL import Image
 
 import evaluate_depth
 import networks
-from evaluation import EvalConfig, evaluate, evaluate_depth_maps, evaluate_image, resolve_protocol
+from evaluation import EvalConfig, evaluate, evaluate_depth_maps, evaluate_image, format_results, resolve_protocol
 from inference import DepthEstimator, post_process_disparity
 from utils import GasMonoError
 
@@ -262,3 +263,45 @@ def test_evaluate_cli_subprocess_missing_weights(tmp_path):
     )
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [f"error: weights folder not found: {tmp_path / 'missing'}"]
+
+
+def test_ext_disps_on_scannet_and_seven_scenes_layouts(tmp_path):
+    """Split wiring end to end: millimetre PNGs, 65535 = invalid, prediction resized to the GT size."""
+    scannet = tmp_path / "scannet"
+    scannet.mkdir()
+    for frame in (10, 20):
+        Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(scannet / f"scene0001_00_color_{frame}.jpg")
+        raw = np.full((12, 16), 1500, np.uint16)
+        raw[:, :4] = 0
+        cv2.imwrite(str(scannet / f"scene0001_00_depth_{frame}.png"), raw)
+    np.save(tmp_path / "scannet.npy", np.full((2, 8, 8), 1 / 1.5, np.float32))
+    results = evaluate(EvalConfig(split="scannet", data_path=str(scannet), median_scaling=False,
+                                  ext_disp_to_eval=str(tmp_path / "scannet.npy"), progress=False))
+    assert results["protocol"] == "standard" and results["num_images"] == 2
+    assert results["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert (tmp_path / "eval_scannet_standard.json").is_file()
+
+    seven = tmp_path / "7scenes" / "chess"
+    (seven / "seq-01").mkdir(parents=True)
+    (seven / "TestSplit.txt").write_text("sequence1\n")
+    for frame in range(4):
+        Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(seven / "seq-01" / f"frame-{frame:06d}.color.png")
+        raw = np.full((24, 32), 2000, np.uint16)
+        raw[0] = 65535
+        raw[1] = 12000  # 12 m: outside 0 < gt < 10
+        cv2.imwrite(str(seven / "seq-01" / f"frame-{frame:06d}.depth.png"), raw)
+    np.save(tmp_path / "seven.npy", np.stack([np.full((8, 8), 1 / 2.0), np.full((8, 8), 1 / 4.0)]).astype(np.float32))
+    results = evaluate(EvalConfig(split="7scenes", data_path=str(tmp_path / "7scenes"), frame_stride=3,
+                                  ext_disp_to_eval=str(tmp_path / "seven.npy"), median_scaling=False, progress=False))
+    assert results["frame_stride"] == 3 and results["num_images"] == 2
+    assert results["metrics"]["abs_rel"] == pytest.approx(0.5, rel=1e-6)  # image 1 exact, image 2 twice too far
+    assert results["metrics"]["a1"] == pytest.approx(0.5)
+
+
+def test_no_eval_returns_predictions_only(nyu_setup, tmp_path):
+    _, data = nyu_setup
+    np.save(tmp_path / "disps.npy", np.full((3, 8, 8), 0.5, np.float32))
+    results = evaluate(EvalConfig(ext_disp_to_eval=str(tmp_path / "disps.npy"), data_path=str(data), no_eval=True))
+    assert "metrics" not in results and results["num_predictions"] == 3
+    assert not (tmp_path / "eval_nyu_eigen.json").exists()
+    assert "evaluation disabled" in format_results(results)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from det_weights import fill_
 from PIL import Image
+from skimage.data import stereo_motorcycle
 
 import networks
 import predict
+from evaluation import evaluate_image, resolve_protocol
 from inference import DepthEstimator, colorize_disparity, resolve_device
 from utils import GasMonoError
 
@@ -149,3 +151,20 @@ def test_predict_bad_inputs(estimator, tmp_path):
     empty.mkdir()
     with pytest.raises(GasMonoError, match="no images"):
         predict.predict_path(estimator, empty)
+
+
+def test_real_image_prediction_and_invalid_ground_truth(estimator):
+    """Middlebury 'Motorcycle' (ships with scikit-image): a real photo with metric
+    ground truth whose invalid pixels (inf disparity) must be left out."""
+    left, _, disparity = stereo_motorcycle()
+    focal, doffs, baseline_m = 994.978, 31.086, 0.193001
+    valid = np.isfinite(disparity)
+    gt = np.zeros(disparity.shape, np.float32)
+    gt[valid] = focal * baseline_m / (disparity[valid] + doffs)
+    disp = estimator.predict_disparity(left)
+    assert disp.shape == left.shape[:2] and np.isfinite(disp).all()
+    result = evaluate_image(disp, gt, resolve_protocol("scannet"))
+    assert result.num_valid == int(valid.sum()) < gt.size
+    assert all(np.isfinite(value) for value in result.errors.values()) and 0.0 <= result.errors["a1"] <= 1.0
+    perfect = evaluate_image(np.where(valid, 1.0 / np.maximum(gt, 1e-3), 123.0), gt, resolve_protocol("scannet"))
+    assert perfect.errors["abs_rel"] < 1e-6 and perfect.ratio == pytest.approx(1.0)
