@@ -162,7 +162,9 @@ class MonoDataset(data.Dataset):
         self.filenames = list(filenames)
         if not self.filenames:
             raise GasMonoError(f"{split_name} is empty")
-        self.items = [parse_split_line(line, f"{split_name} line {number}") for number, line in enumerate(self.filenames, 1)]
+        self.items = [
+            parse_split_line(line, f"{split_name} line {number}") for number, line in enumerate(self.filenames, 1)
+        ]
 
         self._listings: dict[Path, frozenset[str]] = {}
         self._check_files_exist(split_name)

@@ -51,7 +51,7 @@ def test_items_keys_shapes_and_ranges(synthetic: dict) -> None:
     dataset = make_dataset(synthetic, height=64, width=80, load_depth=True, cpose_dir=synthetic["cpose_dir"])
     assert len(dataset) == 3 * (NUM_FRAMES - 2)
     item = dataset[0]
-    expected = {("color", f, s) for f in FRAMES for s in range(4)} | {("color_aug", f, s) for f in FRAMES for s in range(4)}
+    expected = {(key, f, s) for key in ("color", "color_aug") for f in FRAMES for s in range(4)}
     expected |= {("K", s) for s in range(4)} | {("inv_K", s) for s in range(4)}
     expected |= {("pose_gt", -1), ("pose_gt", 1), "depth_gt"}
     assert set(item) == expected

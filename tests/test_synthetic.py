@@ -50,8 +50,8 @@ def test_layout_and_formats(small_set: Path) -> None:
         assert 300 <= depth.min() and depth.max() <= 10000  # 0.3 .. 10 m
         poses = load_poses(scene_dir)
         assert poses.shape == (4, 4, 4)
-        np.testing.assert_allclose(poses[:, :3, :3] @ poses[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (4, 1, 1)),
-                                   atol=1e-6)
+        rotations = poses[:, :3, :3]
+        np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.tile(np.eye(3), (4, 1, 1)), atol=1e-6)
     test_dir = small_set / "test"
     assert (test_dir / "test_files.txt").read_text() == "color 0001 l\ncolor 0002 l\ncolor 0003 l\n"
     gt = np.load(test_dir / "gt_depths.npz")["data"]

@@ -80,11 +80,13 @@ def prepare_nyu_test(
         count, _, width, height = images.shape
         if depths.shape != (count, width, height):
             raise GasMonoError(
-                f"{labeled_path}: 'depths' has shape {depths.shape}, expected {(count, width, height)} to match 'images'"
+                f"{labeled_path}: 'depths' has shape {depths.shape}, "
+                f"expected {(count, width, height)} to match 'images'"
             )
         if indices.min() < 1 or indices.max() > count:
             raise GasMonoError(
-                f"test indices must lie in 1..{count} (the frames in {labeled_path}), got {indices.min()}..{indices.max()}"
+                f"test indices must lie in 1..{count} (the frames in {labeled_path}), "
+                f"got {indices.min()}..{indices.max()}"
             )
         color_dir = out_dir / "color"
         color_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,9 +244,9 @@ def _gray_texture(rng: np.random.Generator) -> np.ndarray:
     return (_random_colour(rng, 0.5, 1.0) * (0.3 + 0.8 * gray[..., None])).clip(0.0, 1.0).astype(np.float32)
 
 
-def _plain_paint(rng: np.random.Generator, colour: np.ndarray | None = None) -> Material:
+def _plain_paint(rng: np.random.Generator) -> Material:
     """Low-texture paint: one colour with a faint (+-2 %) variation over metres."""
-    colour = _random_colour(rng, 0.45, 0.9) if colour is None else colour
+    colour = _random_colour(rng, 0.45, 0.9)
     variation = 1.0 + 0.04 * (_smooth_noise(rng, 32, 3) - 0.5)
     return Material(colour * variation[..., None], texel_size=0.1)
 
@@ -452,7 +451,8 @@ def random_view(room: Room, rng: np.random.Generator) -> np.ndarray:
     """One random 4 x 4 world-to-camera pose inside the room's safe region (for test images)."""
     lo, hi = room.safe_region()
     centre = rng.uniform(lo, hi)
-    rotation = rotation_from_euler(rng.uniform(0, 2 * np.pi), np.deg2rad(rng.uniform(-20, 5)), np.deg2rad(rng.uniform(-3, 3)))
+    yaw, pitch, roll = rng.uniform(0, 2 * np.pi), np.deg2rad(rng.uniform(-20, 5)), np.deg2rad(rng.uniform(-3, 3))
+    rotation = rotation_from_euler(yaw, pitch, roll)
     return world_to_camera(rotation, centre)
 
 
@@ -529,7 +529,9 @@ def _camera_rays(intrinsics: tuple[float, ...], height: int, width: int) -> np.n
     return rays
 
 
-def render(room: Room, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    room: Room, extrinsics: np.ndarray, intrinsics: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Ray-cast one view.
 
     Args:
@@ -726,7 +728,8 @@ def generate_dataset(
         test_dir = out_dir / "test"
         gt = np.stack([test_depths[index] for index in range(1, num_test + 1)]).astype(np.float32)
         np.savez_compressed(test_dir / "gt_depths.npz", data=gt)
-        atomic_write_text("".join(f"color {index:04d} l\n" for index in range(1, num_test + 1)), test_dir / "test_files.txt")
+        test_list = "".join(f"color {index:04d} l\n" for index in range(1, num_test + 1))
+        atomic_write_text(test_list, test_dir / "test_files.txt")
     summary = {
         "seed": seed,
         "height": height,
