@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weights folder holding encoder.pth and depth.pth (ours or the release's)")
     parser.add_argument("--input", "--image_path", dest="input", type=Path, required=True,
                         help="an image, a folder of images or a video file")
-    parser.add_argument("--output_dir", type=Path, default=None, help="output folder (default: beside the input)")
+    parser.add_argument("--output_dir", type=Path, default=None, help="output folder (None: beside the input)")
     parser.add_argument("--colormap", type=str, default="magma", help="matplotlib colormap of the PNG")
     parser.add_argument("--side_by_side", action="store_true", help="put the input image left of the colour map")
     parser.add_argument("--post_process", action="store_true",
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.input.exists():
+        raise GasMonoError(f"input not found: {args.input}")
     estimator = DepthEstimator.from_checkpoint(
         args.load_weights_folder, resolve_device(args.device, args.no_cuda), args.min_depth, args.max_depth
     )

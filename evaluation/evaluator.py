@@ -239,6 +239,8 @@ def evaluate(config: EvalConfig) -> dict:
     else:
         if config.load_weights_folder is None:
             raise GasMonoError("give a checkpoint (--load_weights_folder) or disparities (--ext_disp_to_eval)")
+        if config.data_path is None or not Path(config.data_path).exists():
+            raise GasMonoError(f"test data folder not found: {config.data_path}")
         device = resolve_device(config.device, config.no_cuda)
         estimator = DepthEstimator.from_checkpoint(
             config.load_weights_folder, device, config.min_depth, config.max_depth

@@ -244,6 +244,8 @@ def test_evaluate_bad_inputs_are_one_line_errors(nyu_setup, tmp_path):
         evaluate(EvalConfig(ext_disp_to_eval=str(tmp_path / "four.npy"), data_path=str(data), progress=False))
     with pytest.raises(GasMonoError, match="give a checkpoint"):
         evaluate(EvalConfig(data_path=str(data)))
+    with pytest.raises(GasMonoError, match="test data folder not found"):
+        evaluate(EvalConfig(load_weights_folder=str(weights), data_path=str(tmp_path / "none")))
     other = tmp_path / "other_arch"
     other.mkdir()
     torch.save(networks.PoseDecoder([64, 64, 128, 256, 512], 1, 2).state_dict(), other / "depth.pth")
