@@ -47,7 +47,6 @@ from utils import (
     GasMonoError,
     atomic_write_text,
     normalize_image,
-    readlines,
     require_cuda_if_requested,
     require_path,
     seed_everything,
@@ -203,7 +202,7 @@ class Trainer:
             cpose_dir = require_path(opt.cpose_dir or split_dir / "cpose", "coarse-pose folder (--cpose_dir)")
         return NYUDataset(
             require_path(opt.data_path, "data_path"),
-            readlines(split_dir / split_file),
+            split_dir / split_file,
             self.height,
             self.width,
             opt.frame_ids,

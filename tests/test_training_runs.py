@@ -1,0 +1,161 @@
+"""Short training runs on a tiny synthetic set: the loss goes down, a resumed
+run continues exactly like an uninterrupted one, DDP keeps the ranks' parameters
+identical (BatchNorm statistics are per rank, as in any DDP run), a
+non-finite loss stops the run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import PROJECT_ROOT
+from datasets.splits import find_sequence_items, write_split_files
+from options import GasMonoOptions
+from tools.colmap_poses import coarse_poses_from_extrinsics, write_coarse_poses
+from tools.synthetic_indoor import generate_dataset, load_poses
+from trainer import Trainer
+from utils import GasMonoError
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> dict:
+    """Two textured scenes of 6 frames at 64 x 96, coarse poses from the ground
+    truth, and split files."""
+    root = tmp_path_factory.mktemp("tiny_synthetic")
+    generate_dataset(root, num_scenes=2, frames_per_scene=6, num_test=1, height=64, width=96, num_low_texture=0,
+                     seed=3, progress=False)
+    train_root = root / "train"
+    cpose_dir = root / "cpose"
+    for scene_dir in sorted(path for path in train_root.iterdir() if path.is_dir()):
+        extrinsics = dict(enumerate(load_poses(scene_dir)))
+        write_coarse_poses(coarse_poses_from_extrinsics(extrinsics), cpose_dir / scene_dir.name)
+    split_dir = root / "splits"
+    write_split_files(find_sequence_items(train_root), split_dir, val_fraction=0.2, seed=0)
+    return {"data_path": train_root, "cpose_dir": cpose_dir, "split_dir": split_dir}
+
+
+def _flags(tiny_set: dict, log_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--data_path", str(tiny_set["data_path"]), "--cpose_dir", str(tiny_set["cpose_dir"]),
+        "--split_dir", str(tiny_set["split_dir"]), "--log_dir", str(log_dir), "--model_name", "run",
+        "--height", "64", "--width", "96", "--batch_size", "2", "--num_workers", "0", "--no_cuda",
+        "--weights_init", "scratch", "--use_posegt", "--selfpp", "--iiters", "2", "--iiters_start_epoch", "1",
+        "--wpp_ramp_epochs", "2", "--disparity_smoothness", "1e-4", "--log_frequency", "2", *extra,
+    ]
+
+
+class LossRecorder:
+    """Wraps ``Trainer.process_batch`` to record every training loss."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.losses: list[tuple[int, float]] = []
+        self._process_batch = trainer.process_batch
+        self._trainer = trainer
+        trainer.process_batch = self
+
+    def __call__(self, inputs):
+        outputs, losses = self._process_batch(inputs)
+        if torch.is_grad_enabled():
+            self.losses.append((self._trainer.epoch, losses["loss"].item()))
+        return outputs, losses
+
+
+def test_training_lowers_the_loss_and_writes_checkpoints(tiny_set, tmp_path):
+    options = GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "4", "--augmentation", "none",
+                                            "--learning_rate", "2e-4", "--decoder_learning_rate", "2e-4",
+                                            "--wpp", "0", "--save_frequency", "2"))
+    trainer = Trainer(options)
+    recorder = LossRecorder(trainer)
+    trainer.train()
+    first_epoch = [loss for epoch, loss in recorder.losses if epoch == 0]
+    last_epoch = [loss for epoch, loss in recorder.losses if epoch == 3]
+    assert sum(last_epoch) / len(last_epoch) < 0.9 * sum(first_epoch) / len(first_epoch)
+
+    models_dir = tmp_path / "run" / "models"
+    assert sorted(path.name for path in models_dir.glob("weights_*")) == ["weights_1", "weights_3"]
+    expected_files = {"encoder.pth", "depth.pth", "pose_encoder.pth", "pose.pth", "trans_encoder.pth",
+                      "trans.pth", "adam.pth", "training_state.pth"}
+    assert {path.name for path in (models_dir / "weights_3").iterdir()} == expected_files
+    assert (models_dir / "opt.json").is_file()
+    assert list((tmp_path / "run" / "train").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "run" / "val").glob("events.out.tfevents.*"))
+
+
+def test_resumed_run_continues_like_an_uninterrupted_one(tiny_set, tmp_path):
+    uninterrupted = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "a", "--num_epochs", "2")))
+    recorder_a = LossRecorder(uninterrupted)
+    uninterrupted.train()
+
+    first_half = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "b", "--num_epochs", "1")))
+    first_half.train()
+    weights_0 = tmp_path / "b" / "run" / "models" / "weights_0"
+    resumed = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "b", "--num_epochs", "2",
+                                                    "--load_weights_folder", str(weights_0))))
+    assert (resumed.start_epoch, resumed.step) == (1, uninterrupted.step // 2)
+    recorder_b = LossRecorder(resumed)
+    resumed.train()
+
+    epoch_1_a = [loss for epoch, loss in recorder_a.losses if epoch == 1]
+    assert recorder_b.losses and [loss for _, loss in recorder_b.losses] == epoch_1_a
+    for name, model in uninterrupted.models.items():
+        for (key, a), b in zip(model.state_dict().items(), resumed.models[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{key}"
+
+
+def test_non_finite_loss_stops_with_the_step(tiny_set, tmp_path):
+    trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
+    original = trainer.compute_losses
+
+    def poisoned(inputs, outputs):
+        losses = original(inputs, outputs)
+        losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    trainer.compute_losses = poisoned
+    with pytest.raises(GasMonoError, match="non-finite loss at epoch 0, step 0"):
+        trainer.train()
+    assert not list((tmp_path / "run" / "models").glob("weights_*"))
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    sys.path.insert(0, {root!r})
+    torch.set_num_threads(1)
+    from options import GasMonoOptions
+    from trainer import Trainer
+    trainer = Trainer(GasMonoOptions().parse({flags!r}))
+    trainer.train()
+    state = {{f"{{name}}.{{key}}": value.detach() for name, model in trainer.models.items()
+             for key, value in model.named_parameters()}}
+    torch.save(state, {out!r} + f"/rank{{trainer.dist.rank}}.pt")
+    torch.distributed.destroy_process_group()
+    """
+)
+
+
+def test_two_process_ddp_on_cpu_keeps_ranks_identical(tiny_set, tmp_path):
+    flags = _flags(tiny_set, tmp_path, "--num_epochs", "1", "--batch_size", "1", "--max_train_steps", "2")
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(root=str(PROJECT_ROOT), flags=flags, out=str(tmp_path)))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         str(script)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=environment,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    rank1 = torch.load(tmp_path / "rank1.pt")
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    initial = Trainer(GasMonoOptions().parse(flags), with_data=False)
+    depth_before = initial.models["depth"].state_dict()["decoder.0.conv.conv.weight"]
+    assert not torch.equal(depth_before, rank0["depth.decoder.0.conv.conv.weight"]), "training changed nothing"
+    assert (tmp_path / "run" / "models" / "weights_0" / "encoder.pth").is_file()
