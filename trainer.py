@@ -116,6 +116,7 @@ class Trainer:
         self.start_epoch = 0
         self.tie_break_noise_std = 1e-5
         self.distill_state: BestDisparity | None = None
+        self.history: list[dict[str, float | int | str]] = []
 
         seed_everything(options.seed)
         if options.deterministic:
@@ -309,7 +310,9 @@ class Trainer:
                 losses["loss"].backward()
                 self.optimizer.step()
             elapsed = time.time() - start
-            progress.set_postfix(loss=f"{losses['loss'].item():.4f}",
+            loss_value = losses["loss"].item()
+            self.history.append({"mode": "train", "epoch": self.epoch, "step": self.step, "loss": loss_value})
+            progress.set_postfix(loss=f"{loss_value:.4f}",
                                  items_per_s=f"{items_per_batch * (batch_index + 1) / elapsed:.1f}")
             progress.update()
             if self.step % self.opt.log_frequency == 0:
@@ -519,6 +522,7 @@ class Trainer:
         with torch.no_grad():
             outputs, losses = self.process_batch(inputs)
         self.distill_state = carried_state
+        self.history.append({"mode": "val", "epoch": self.epoch, "step": self.step, "loss": losses["loss"].item()})
         self.log("val", inputs, outputs, losses)
         self.set_train()
 
