@@ -533,7 +533,7 @@ class Trainer:
         if writer is None:
             return
         for name, value in losses.items():
-            writer.add_scalar(name, float(value), self.step)
+            writer.add_scalar(name, value.item(), self.step)
         for group_index, group in enumerate(self.optimizer.param_groups):
             writer.add_scalar(f"learning_rate/group{group_index}", group["lr"], self.step)
         for sample in range(min(4, self.opt.batch_size)):

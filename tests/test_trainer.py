@@ -64,9 +64,10 @@ def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
         (["--use_posegt", "--selfpp", "--disable_automasking"], {"coarse_pose_loss", "selfpp_loss"}, set()),
         (["--use_posegt", "--selfpp", "--avg_reprojection"], {"coarse_pose_loss", "selfpp_loss"}, set()),
         (["--use_posegt", "--selfpp", "--no_ssim"], {"coarse_pose_loss", "selfpp_loss"}, set()),
+        (["--use_posegt", "--selfpp", "--channels_last"], {"coarse_pose_loss", "selfpp_loss"}, set()),
     ],
     ids=["full", "no_coarse_pose_no_distillation", "no_distillation", "no_automasking", "avg_reprojection",
-         "no_ssim"],
+         "no_ssim", "channels_last"],
 )
 def test_ablation_switches_run_one_step(flags, present, absent, small_batch):
     trainer, losses = _one_step(flags, small_batch)

@@ -45,7 +45,7 @@ def _flags(tiny_set: dict, log_dir: Path, *extra: str) -> list[str]:
         "--split_dir", str(tiny_set["split_dir"]), "--log_dir", str(log_dir), "--model_name", "run",
         "--height", "64", "--width", "96", "--batch_size", "2", "--num_workers", "0", "--no_cuda",
         "--weights_init", "scratch", "--use_posegt", "--selfpp", "--iiters", "2", "--iiters_start_epoch", "1",
-        "--wpp_ramp_epochs", "2", "--disparity_smoothness", "1e-4", "--log_frequency", "2", *extra,
+        "--wpp_ramp_epochs", "2", "--disparity_smoothness", "1e-4", "--log_frequency", "100", *extra,
     ]
 
 
