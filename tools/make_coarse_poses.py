@@ -1,0 +1,133 @@
+"""Compute coarse relative poses with COLMAP for every training sequence and
+write the train/val split files of the items that have them.
+
+Example::
+
+    python tools/make_coarse_poses.py --data_path data/nyu --split nyu --jobs 2
+
+writes ``splits/nyu/cpose/<scene>/<frame:04d>.npy``, ``splits/nyu/cpose/summary.json``
+and ``splits/nyu/{train,val}_files.txt``. Finished sequences are skipped when the
+command is run again (``--overwrite`` redoes them).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datasets.splits import write_split_files
+from tools.colmap_poses import (
+    ColmapSettings,
+    available_cores,
+    collect_items,
+    find_sequences,
+    format_summary_table,
+    make_coarse_poses,
+)
+from utils import PROJECT_ROOT, GasMonoError, cli_entry_point
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        description="Run COLMAP (pycolmap, CPU) on every sequence <data_path>/<scene>/*.jpg, write coarse "
+        "relative poses <cpose_dir>/<scene>/<frame:04d>.npy = [T_{t->t-1}, T_{t->t+1}] and train/val split "
+        "files listing the items that have them.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data_path", type=str, default=str(PROJECT_ROOT / "data" / "nyu"),
+                        help="folder whose sub-folders are sequences of <frame:06d>.jpg (optional cam.txt: "
+                             "3x3 pixel intrinsics; else NYUv2 defaults)")
+    parser.add_argument("--split", type=str, default="nyu", help="split name, used for the default output folders")
+    parser.add_argument("--cpose_dir", type=str, default=None, help="output folder; default splits/<split>/cpose")
+    parser.add_argument("--split_dir", type=str, default=None,
+                        help="folder for train_files.txt / val_files.txt; default splits/<split>")
+    parser.add_argument("--val_fraction", type=float, default=0.1, help="fraction of items held out for validation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split and of COLMAP's mapper")
+    parser.add_argument("--jobs", type=int, default=1, help="sequences processed in parallel (processes)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="COLMAP threads per sequence; default: available cores / jobs")
+    parser.add_argument("--overlap", type=int, default=10, help="each frame is matched with this many next frames")
+    parser.add_argument("--max_image_size", type=int, default=1024, help="longer image side used by SIFT")
+    parser.add_argument("--max_num_features", type=int, default=8192, help="SIFT features per frame")
+    parser.add_argument("--max_epipolar_error", type=float, default=1.0,
+                        help="RANSAC threshold (pixels) of the two-view verification (COLMAP default 4); "
+                             "1 admits fewer false matches on repeated textures; raise it for distorted frames")
+    parser.add_argument("--work_dir", type=str, default=None,
+                        help="folder for COLMAP databases and models; default a temporary folder")
+    parser.add_argument("--keep_work", action="store_true", help="keep the COLMAP databases and models")
+    parser.add_argument("--overwrite", action="store_true", help="redo sequences that are already done")
+    parser.add_argument("--retry_failed", action="store_true", help="redo sequences that failed before")
+    return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise GasMonoError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise GasMonoError(f"--threads must be at least 1, got {args.threads}")
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise GasMonoError(f"--val_fraction must be in [0, 1), got {args.val_fraction}")
+    if args.keep_work and args.work_dir is None:
+        raise GasMonoError("--keep_work needs --work_dir (the default work folder is temporary)")
+    if args.max_epipolar_error <= 0:
+        raise GasMonoError(f"--max_epipolar_error must be positive, got {args.max_epipolar_error}")
+    if args.overlap < 1:
+        raise GasMonoError(f"--overlap must be at least 1, got {args.overlap}")
+
+
+@cli_entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    check_arguments(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    split_root = PROJECT_ROOT / "splits" / args.split
+    cpose_dir = Path(args.cpose_dir) if args.cpose_dir else split_root / "cpose"
+    split_dir = Path(args.split_dir) if args.split_dir else split_root
+    threads = args.threads or max(1, available_cores() // args.jobs)
+    settings = ColmapSettings(
+        num_threads=threads,
+        overlap=args.overlap,
+        max_image_size=args.max_image_size,
+        max_num_features=args.max_num_features,
+        max_epipolar_error=args.max_epipolar_error,
+        seed=args.seed,
+    )
+    sequences = find_sequences(args.data_path)
+    print(f"{len(sequences)} sequence(s) under {args.data_path}; {args.jobs} job(s) x {threads} thread(s)")
+
+    with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
+        work_dir = Path(args.work_dir) if args.work_dir else Path(temporary)
+        results = make_coarse_poses(
+            args.data_path,
+            cpose_dir,
+            work_dir,
+            settings,
+            jobs=args.jobs,
+            overwrite=args.overwrite,
+            retry_failed=args.retry_failed,
+            keep_work=args.keep_work,
+        )
+    print(format_summary_table(results))
+    print(f"summary: {cpose_dir / 'summary.json'} (COLMAP logs: {cpose_dir}/<scene>/colmap.log)")
+
+    items = collect_items(cpose_dir, [result.scene for result in results])
+    if not items:
+        raise GasMonoError("no sequence could be reconstructed, so no split files were written")
+    train_path, val_path = write_split_files(items, split_dir, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"split files: {train_path}, {val_path} ({len(items)} items)")
+
+
+if __name__ == "__main__":
+    main()
