@@ -173,7 +173,10 @@ class Trainer:
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         """AdamW: group 0 = depth decoder, PoseNet, AlignNet at the decoder
-        learning rate; group 1 = the MPViT encoder (the release's order)."""
+        learning rate; group 1 = the MPViT encoder (the release's order).
+
+        The fused implementation is several times faster than the default
+        per-tensor loop on the CPU and on CUDA."""
         rest = [p for name in ("depth", "pose_encoder", "pose", "trans_encoder", "trans")
                 if name in self.models for p in self.models[name].parameters()]
         return torch.optim.AdamW(
@@ -182,6 +185,7 @@ class Trainer:
                 {"params": list(self.models["encoder"].parameters()), "lr": self.opt.learning_rate},
             ],
             weight_decay=self.opt.weight_decay,
+            fused=True,
         )
 
     def _wrap_for_training(self) -> dict[str, nn.Module]:
