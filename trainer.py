@@ -328,7 +328,7 @@ class Trainer:
     def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
         finite = bool(torch.isfinite(loss.detach()).item())
         if not all_ranks_agree(finite, self.dist, self.device):
-            last = sorted((self.log_path / "models").glob("weights_*"))
+            last = sorted((self.log_path / "models").glob("weights_*"), key=lambda path: int(path.name.split("_")[1]))
             kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
             raise GasMonoError(
                 f"non-finite loss at epoch {self.epoch}, step {self.step}; training stopped ({kept})"
