@@ -84,6 +84,9 @@ class GasMonoOptions:
                            help="stereo training (not supported by GasMono; kept for checkpoint compatibility)")
         group.add_argument("--frame_ids", nargs="+", type=int, default=[0, -1, 1],
                            help="frames to load; the first must be 0 (the target)")
+        group.add_argument("--resize_filter", type=str, default="lanczos", choices=["lanczos", "area"],
+                           help="(new) image pyramid filter: PIL LANCZOS as in the release, or OpenCV area "
+                                "averaging (several times faster loading, slightly different pixels)")
         group.add_argument("--augmentation", type=str, default="strong", choices=AUGMENTATIONS,
                            help="(new) colour augmentation: the release's strong albumentations pipeline, "
                                 "Monodepth2's ColorJitter, or none")

@@ -216,6 +216,7 @@ class Trainer:
             img_ext=".png" if opt.png else ".jpg",
             cpose_dir=cpose_dir,
             augmentation=opt.augmentation if is_train else "none",
+            resize_filter=opt.resize_filter,
         )
 
     def _make_loader(self, dataset: NYUDataset, generator: torch.Generator) -> DataLoader:

@@ -25,6 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.augmentation import AUGMENTATIONS  # noqa: E402
+from datasets.mono_dataset import RESIZE_FILTERS  # noqa: E402
 from datasets.nyu_dataset import NYUDataset  # noqa: E402
 from datasets.splits import find_sequence_items  # noqa: E402
 from tools.synthetic_indoor import generate_dataset  # noqa: E402
@@ -79,15 +80,18 @@ def main(argv: list[str] | None = None) -> None:
             data_path = Path(tmp) / "train"
         lines = [f"{scene} {frame:04d} l" for scene, frame in find_sequence_items(data_path)]
         print(f"{len(lines)} items from {data_path}; {args.height} x {args.width}, frames 0 -1 1, 4 scales")
-        for augmentation in AUGMENTATIONS:
-            dataset = NYUDataset(data_path, lines, args.height, args.width, [0, -1, 1], 4,
-                                 is_train=augmentation != "none", augmentation=augmentation)
-            wall, cpu = time_main_process(dataset, args.items)
-            line = f"{augmentation:>12}: {wall:7.1f} items/s (wall), {cpu:7.1f} items/s per CPU second"
-            if args.num_workers > 0:
-                line += f", {time_workers(dataset, args.items, args.num_workers):7.1f} items/s per worker " \
-                        f"with {args.num_workers} workers"
-            print(line)
+        for resize_filter in RESIZE_FILTERS:
+            for augmentation in AUGMENTATIONS:
+                dataset = NYUDataset(data_path, lines, args.height, args.width, [0, -1, 1], 4,
+                                     is_train=augmentation != "none", augmentation=augmentation,
+                                     resize_filter=resize_filter)
+                wall, cpu = time_main_process(dataset, args.items)
+                line = (f"{resize_filter:>8} {augmentation:>12}: {wall:7.1f} items/s (wall), "
+                        f"{cpu:7.1f} items/s per CPU second")
+                if args.num_workers > 0:
+                    line += f", {time_workers(dataset, args.items, args.num_workers):7.1f} items/s per worker " \
+                            f"with {args.num_workers} workers"
+                print(line)
 
 
 if __name__ == "__main__":
