@@ -14,7 +14,9 @@ from datasets.nyu_dataset import NYUDataset
 from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, write_split_files
 from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
 from tools import make_split
-from tools.synthetic_indoor import generate_dataset, load_poses, relative_pose
+from tools.colmap_poses import relative_pose
+from tools.pose_evaluation import load_gt_poses
+from tools.synthetic_indoor import generate_dataset
 from utils import GasMonoError
 
 HEIGHT, WIDTH = 96, 128
@@ -33,7 +35,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict:
     lines = [f"{scene} {frame:04d} l" for scene, frame in items]
     cpose_dir = root / "cpose"
     for scene in {scene for scene, _ in items}:
-        poses = load_poses(data_path / scene)
+        poses = load_gt_poses(data_path / scene / "poses.txt")
         (cpose_dir / scene).mkdir(parents=True)
         for frame in range(1, NUM_FRAMES - 1):
             pair = np.stack([relative_pose(poses[frame], poses[frame + offset]) for offset in (-1, 1)])

@@ -10,15 +10,16 @@ import pytest
 from PIL import Image
 
 from tools import make_synthetic_indoor
+from tools.colmap_poses import relative_pose
+from tools.pose_evaluation import load_gt_poses, rotation_error_deg
 from tools.synthetic_indoor import (
     LOW_TEXTURE,
     TEXTURED,
     generate_dataset,
-    load_poses,
     make_room,
     make_trajectory,
     nyu_intrinsics,
-    relative_pose,
+    plan_scenes,
     render,
 )
 from utils import GasMonoError
@@ -48,7 +49,7 @@ def test_layout_and_formats(small_set: Path) -> None:
         depth = cv2.imread(str(scene_dir / "depth" / "000002.png"), cv2.IMREAD_UNCHANGED)
         assert depth.dtype == np.uint16 and depth.shape == (HEIGHT, WIDTH)
         assert 300 <= depth.min() and depth.max() <= 10000  # 0.3 .. 10 m
-        poses = load_poses(scene_dir)
+        poses = load_gt_poses(scene_dir / "poses.txt")
         assert poses.shape == (4, 4, 4)
         rotations = poses[:, :3, :3]
         np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.tile(np.eye(3), (4, 1, 1)), atol=1e-6)
@@ -72,23 +73,57 @@ def test_generator_is_deterministic(small_set: Path, tmp_path: Path) -> None:
                                   np.load(tmp_path / "again" / "test" / "gt_depths.npz")["data"])
     generate_dataset(tmp_path / "other", num_scenes=1, frames_per_scene=3, num_test=0, height=HEIGHT, width=WIDTH,
                      num_low_texture=0, seed=4, progress=False)
-    assert not np.array_equal(load_poses(tmp_path / "other" / "train" / "scene_0000"),
-                              load_poses(small_set / "train" / "scene_0000")[:3])
+    assert not np.array_equal(load_gt_poses(tmp_path / "other" / "train" / "scene_0000" / "poses.txt"),
+                              load_gt_poses(small_set / "train" / "scene_0000" / "poses.txt")[:3])
 
 
 def test_trajectory_is_handheld_like() -> None:
-    room = make_room(11, TEXTURED)
-    poses = make_trajectory(room, 60, np.random.default_rng(0))
-    angles, steps = [], []
-    for target, source in zip(poses[:-1], poses[1:]):
-        T = relative_pose(target, source)
-        angles.append(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1))))
-        steps.append(np.linalg.norm(T[:3, 3]))
-    assert 1.0 < np.mean(angles) < 6.0 and max(angles) < 10.0
-    assert 0.015 < np.mean(steps) < 0.06 and max(steps) < 0.1
-    lo, hi = room.safe_region()
-    centres = np.stack([-pose[:3, :3].T @ pose[:3, 3] for pose in poses])
-    assert (centres >= lo - 1e-9).all() and (centres <= hi + 1e-9).all()
+    """Rotation-heavy motion with a steady baseline: a few degrees and 3.8-5.2 cm between frames in every
+    room (SfM's translation directions are unreliable over shorter baselines), always inside the safe region."""
+    medians = []
+    for seed in range(30):
+        room = make_room(seed, LOW_TEXTURE)  # the same geometry as textured rooms, without building textures
+        poses = make_trajectory(room, 40, np.random.default_rng(seed))
+        steps = [relative_pose(target, source) for target, source in zip(poses[:-1], poses[1:])]
+        angles = np.array([rotation_error_deg(step, np.eye(4)) for step in steps])
+        translations = np.array([np.linalg.norm(step[:3, 3]) for step in steps])
+        assert 0.5 < np.median(angles) < 6.0 and angles.max() < 10.0, seed
+        assert 0.037 < np.median(translations) < 0.053 and translations.min() > 0.03 and translations.max() < 0.06
+        medians.append(np.median(translations))
+        lo, hi = room.safe_region()
+        centres = np.stack([-pose[:3, :3].T @ pose[:3, 3] for pose in poses])
+        assert (centres >= lo - 1e-9).all() and (centres <= hi + 1e-9).all()
+    assert np.ptp(medians) > 0.008  # the pace varies between rooms
+
+
+def test_sift_matches_do_not_pair_up_repeated_patterns() -> None:
+    """In the room of seed 0 (whose 1.3-2 m tiled textures once gave 19 % wrong SIFT matches between
+    frames 0 and 2, all pairing copies of a pattern), mutual ratio-test matches agree with the ground
+    truth: projecting each keypoint of frame 0 with its depth and the relative pose lands within 5 px."""
+    height, width = 240, 320
+    K = nyu_intrinsics(height, width)
+    spec = plan_scenes(1, 0, 0, 0, 15)[0]
+    room = make_room(spec.seed, TEXTURED)
+    poses = make_trajectory(room, 3, np.random.default_rng([spec.seed, 7]))
+    sift, matcher = cv2.SIFT_create(), cv2.BFMatcher(cv2.NORM_L2)
+    views = []
+    for pose in poses[[0, 2]]:
+        rgb, depth = render(room, pose, K, height, width)
+        keypoints, descriptors = sift.detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
+        views.append((np.array([keypoint.pt for keypoint in keypoints]), descriptors, depth))
+    (points0, descriptors0, depth0), (points2, descriptors2, _) = views
+    backward = [match.trainIdx for match, in matcher.knnMatch(descriptors2, descriptors0, k=1)]
+    pairs = np.array([(first.queryIdx, first.trainIdx)
+                      for first, second in matcher.knnMatch(descriptors0, descriptors2, k=2)
+                      if first.distance < 0.8 * second.distance and backward[first.trainIdx] == first.queryIdx])
+    source, target = points0[pairs[:, 0]], points2[pairs[:, 1]]
+    rows, columns = np.round(source).astype(int).T[::-1]
+    z = depth0[rows.clip(0, height - 1), columns.clip(0, width - 1)]
+    T = relative_pose(poses[0], poses[2])
+    projected = K @ (T[:3, :3] @ (np.linalg.inv(K) @ np.c_[source, np.ones(len(source))].T * z) + T[:3, 3:])
+    errors = np.linalg.norm((projected[:2] / projected[2]).T - target, axis=1)
+    assert len(pairs) >= 150
+    assert (errors > 5.0).mean() < 0.03
 
 
 def test_depth_agrees_with_geometry() -> None:

@@ -17,7 +17,8 @@ from conftest import PROJECT_ROOT
 from datasets.splits import find_sequence_items, write_split_files
 from options import GasMonoOptions
 from tools.colmap_poses import coarse_poses_from_extrinsics, write_coarse_poses
-from tools.synthetic_indoor import generate_dataset, load_poses
+from tools.pose_evaluation import load_gt_poses
+from tools.synthetic_indoor import generate_dataset
 from trainer import Trainer
 from utils import GasMonoError
 
@@ -32,7 +33,7 @@ def tiny_set(tmp_path_factory) -> dict:
     train_root = root / "train"
     cpose_dir = root / "cpose"
     for scene_dir in sorted(path for path in train_root.iterdir() if path.is_dir()):
-        extrinsics = dict(enumerate(load_poses(scene_dir)))
+        extrinsics = dict(enumerate(load_gt_poses(scene_dir / "poses.txt")))
         write_coarse_poses(coarse_poses_from_extrinsics(extrinsics), cpose_dir / scene_dir.name)
     split_dir = root / "splits"
     write_split_files(find_sequence_items(train_root), split_dir, val_fraction=0.2, seed=0)

@@ -24,9 +24,14 @@ Output layout (:func:`generate_dataset`)::
     <out>/test/test_files.txt                  lines "color <i:04d> l"
     <out>/scenes.json                          per scene: split, kind, room size, seed, frames
 
-The relative pose from a target frame ``t`` to a source frame ``s`` is
-``T_{t->s} = E_s @ inv(E_t)``: it maps points in the target camera frame into
-the source camera frame.
+``tools.pose_evaluation.load_gt_poses`` reads ``poses.txt``. The relative pose
+from a target frame ``t`` to a source frame ``s`` is ``T_{t->s} = E_s @ inv(E_t)``
+(``tools.colmap_poses.relative_pose``): it maps points in the target camera
+frame into the source camera frame.
+
+Textured surfaces are a tiled material (period 1.3-2 m) under an overlay that
+covers the whole surface without repeating, so that no view holds two copies
+of a pattern for SIFT to confuse; low-texture rooms are plain paint.
 """
 from __future__ import annotations
 
@@ -60,6 +65,8 @@ _TEXTURE_SIZE = 512
 _MIP_LEVELS = 5
 _WALL_BAND = 0.7  # furniture stands within this distance of a wall (m)
 _CLEARANCE = 0.55  # minimum horizontal distance from the camera to furniture (m)
+_OVERLAY_TEXEL = 0.006  # metres per texel of the non-repeating surface overlays
+_STEP_RANGE = (0.038, 0.052)  # camera translation between consecutive frames (m)
 _JPEG_QUALITY = 95
 
 
@@ -101,6 +108,25 @@ class Decal:
     width: float
     height: float
     image: np.ndarray  # h x w x 3 float32 in [0, 1]
+    pyramid: list[np.ndarray] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pyramid = _mip_pyramid(self.image)
+
+
+@dataclass
+class Overlay:
+    """A non-repeating layer over one whole surface, so that no view sees two copies of a pattern.
+
+    ``image`` is ``h x w x 4`` float32: premultiplied paint colour (channels 0-2)
+    and the factor applied to the material below (channel 3); the albedo
+    becomes ``material * image[..., 3] + image[..., :3]``. Texel ``(0, 0)``
+    starts at the surface coordinates ``origin`` (m); texels are ``texel_size`` m.
+    """
+
+    image: np.ndarray
+    origin: tuple[float, float]
+    texel_size: float = _OVERLAY_TEXEL
     pyramid: list[np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -267,6 +293,49 @@ def _textured_material(rng: np.random.Generator, choices: Iterable[str]) -> Mate
     return Material(_TEXTURE_MAKERS[name](rng), texel_size=texel_size, offset=offset)
 
 
+def _noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
+    """``height x width`` (non-periodic) value noise in [0, 1] with features about ``cell`` texels apart."""
+    rows, columns = -(-height // cell) + 1, -(-width // cell) + 1
+    grid = rng.random((rows, columns)).astype(np.float32)
+    return cv2.resize(grid, (columns * cell, rows * cell), interpolation=cv2.INTER_CUBIC)[:height, :width]
+
+
+def _make_overlay(rng: np.random.Generator, u_range: tuple[float, float], v_range: tuple[float, float]) -> Overlay:
+    """Mottled shading, stains and speckles scattered over a whole surface without repetition.
+
+    The tiled materials repeat every 1.3-2 m, so a view can hold two copies of
+    a pattern that SIFT matches to each other; the overlay makes every patch
+    of a surface unique at the scales SIFT describes (2 cm to half a metre).
+    """
+    margin = 0.05
+    origin = (u_range[0] - margin, v_range[0] - margin)
+    width = int(np.ceil((u_range[1] - u_range[0] + 2 * margin) / _OVERLAY_TEXEL))
+    height = int(np.ceil((v_range[1] - v_range[0] + 2 * margin) / _OVERLAY_TEXEL))
+    noise = np.zeros((height, width), np.float32)
+    for octave, feature in enumerate((0.64, 0.32, 0.16, 0.08, 0.04, 0.02)):
+        noise += 0.8**octave * _noise_field(rng, height, width, max(2, round(feature / _OVERLAY_TEXEL)))
+    noise = (noise - noise.min()) / max(float(noise.max() - noise.min()), 1e-6)
+    shade = 1.1 - float(rng.uniform(0.4, 0.6)) * noise
+
+    canvas = np.zeros((height, width, 4), np.uint8)  # premultiplied colour and coverage, 0..255
+    area = width * height * _OVERLAY_TEXEL**2
+    shift = 4  # sub-texel precision of cv2's drawing
+    for density, radius, opacity in (((2.0, 5.0), (0.03, 0.12), (0.25, 0.5)),
+                                     ((60.0, 120.0), (0.006, 0.03), (0.6, 1.0))):
+        count = int(rng.poisson(area * rng.uniform(*density)))
+        centres = rng.uniform(0, [width, height], (count, 2)) * 2**shift
+        axes = rng.uniform(*radius, (count, 2)) / _OVERLAY_TEXEL * 2**shift
+        angles = rng.uniform(0, 180, count)
+        alphas = rng.uniform(*opacity, count)
+        colours = rng.uniform(0.05, 1.0, (count, 3)) * alphas[:, None]
+        for centre, axis, angle, colour, alpha in zip(centres.astype(int), axes.astype(int), angles, colours, alphas):
+            cv2.ellipse(canvas, tuple(centre.tolist()), tuple(axis.tolist()), float(angle), 0, 360,
+                        (*(255.0 * colour).tolist(), 255.0 * alpha), -1, cv2.LINE_AA, shift)
+    paint = canvas.astype(np.float32) / 255.0
+    image = np.concatenate([paint[..., :3] * shade[..., None], (shade * (1.0 - paint[..., 3]))[..., None]], -1)
+    return Overlay(image=image, origin=origin)
+
+
 # ---------------------------------------------------------------------------
 # Scenes
 # ---------------------------------------------------------------------------
@@ -299,6 +368,20 @@ class Room:
     ambient: float
     diffuse: float
     tint: np.ndarray
+    overlays: dict[int, Overlay] = field(default_factory=dict)
+
+    def surface(self, surface_id: int) -> tuple[Material, int, float, np.ndarray, np.ndarray]:
+        """What :func:`render` needs of a surface: its material, the axis of its normal, the normal's
+        sign (towards the viewer) and the bounds ``(lo, hi)`` of its box (the room itself for ids 0-5).
+
+        Ids ``0..5`` are the walls in the order of :attr:`walls`; ``6 + 6 b + 2 axis + side``
+        is the face of box ``b`` normal to ``axis`` on its low (``side = 0``) or high side.
+        """
+        axis, side = divmod(surface_id % 6, 2)
+        if surface_id < 6:
+            return self.walls[surface_id], axis, -1.0 if side else 1.0, np.zeros(3), self.size
+        box = self.boxes[(surface_id - 6) // 6]
+        return box.material, axis, 1.0 if side else -1.0, box.lo, box.hi
 
     def safe_region(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds ``(lo, hi)`` of camera centres: away from walls and furniture,
@@ -329,7 +412,7 @@ def make_room(seed: int, kind: str) -> Room:
         material = _textured_material(rng, ("wood", "noise", "gray")) if kind == TEXTURED else _plain_paint(rng)
         boxes.append(_furniture(rng, size, material))
     light = np.array([rng.uniform(0.3, 0.7) * size[0], 0.2, rng.uniform(0.3, 0.7) * size[2]])
-    return Room(
+    room = Room(
         kind=kind,
         seed=seed,
         size=size,
@@ -340,6 +423,13 @@ def make_room(seed: int, kind: str) -> Room:
         diffuse=float(rng.uniform(0.5, 0.7)),
         tint=rng.uniform(0.92, 1.05, 3).astype(np.float32),
     )
+    if kind == TEXTURED:
+        for surface_id in range(6 + 6 * len(boxes)):
+            _, axis, normal_sign, lo, hi = room.surface(surface_id)
+            corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T
+            u, v = _surface_uv(corners, axis, normal_sign)
+            room.overlays[surface_id] = _make_overlay(rng, (u.min(), u.max()), (v.min(), v.max()))
+    return room
 
 
 def _wall_u_range(size: np.ndarray, wall_index: int) -> tuple[float, float]:
@@ -411,13 +501,30 @@ def _smooth_jitter(rng: np.random.Generator, num_frames: int, std: float) -> np.
     return std * smooth
 
 
+def _equal_steps(path: np.ndarray, step: float, count: int) -> np.ndarray | None:
+    """``count x 3`` points of a densely sampled ``path`` (``N x 3``), each the first one at least ``step``
+    from the previous; ``None`` when the path ends first."""
+    chosen = [0]
+    for _ in range(count - 1):
+        start = chosen[-1]
+        ahead = np.nonzero(np.linalg.norm(path[start + 1:] - path[start], axis=1) >= step)[0]
+        if ahead.size == 0:
+            return None
+        chosen.append(start + 1 + int(ahead[0]))
+    return path[chosen]
+
+
 def make_trajectory(room: Room, num_frames: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth handheld-like trajectory: ``num_frames x 4 x 4`` world-to-camera matrices.
 
-    The centre follows a sum of slow sinusoids inside :meth:`Room.safe_region`
-    at 2-4 cm per frame; the view pans (yaw) at 1.5-3.5 degrees per frame with
-    swaying pitch and roll and a little jitter, so consecutive frames differ by a
-    few degrees of rotation and a few centimetres of translation.
+    The centre follows a curve made of slow sinusoids inside :meth:`Room.safe_region`,
+    walked in steps of 3.8-5.2 cm per frame (equal chords along the curve, so the
+    camera never stalls where the curve slows down or turns: short baselines make the
+    translation direction of SfM poses unreliable, and COLMAP needs about 8
+    degrees of triangulation angle between frames ten apart to start a model
+    of a room 3 m away). The view pans (yaw) at 1.5-3.5 degrees per frame with
+    swaying pitch and roll and a little jitter, so consecutive frames differ by
+    a few degrees of rotation and a few centimetres of translation.
     """
     lo, hi = room.safe_region()
     centre, half = (lo + hi) / 2, (hi - lo) / 2
@@ -428,11 +535,15 @@ def make_trajectory(room: Room, num_frames: int, rng: np.random.Generator) -> np
     def position(t: np.ndarray) -> np.ndarray:
         return centre[None] + (amplitudes[None] * np.sin(omegas[None] * t[:, None, None] + phases[None])).sum(-1)
 
-    fine = np.linspace(0.0, 2 * np.pi, 2001)
-    mean_speed = np.linalg.norm(np.diff(position(fine), axis=0), axis=1).sum() / (2 * np.pi)
-    time_step = float(rng.uniform(0.02, 0.04)) / max(mean_speed, 1e-6)
-    times = np.arange(num_frames) * time_step
-    centres = position(times)
+    step = float(rng.uniform(*_STEP_RANGE))
+    one_period = position(np.linspace(0.0, 2 * np.pi, 2001))
+    mean_speed = np.linalg.norm(np.diff(one_period, axis=0), axis=1).sum() / (2 * np.pi)
+    duration = 2.0 * num_frames * step / max(mean_speed, 1e-6)
+    while True:
+        centres = _equal_steps(position(np.linspace(0.0, duration, 64 * num_frames + 1)), step, num_frames)
+        if centres is not None:
+            break
+        duration *= 2
 
     frames = np.arange(num_frames)
     yaw_rate = np.deg2rad(rng.uniform(1.5, 3.5)) * rng.choice([-1.0, 1.0])
@@ -493,28 +604,37 @@ def _sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray, wrap: bool
     return top * (1 - wy) + bottom * wy
 
 
-def _shade_material(material: Material, u: np.ndarray, v: np.ndarray, footprint: np.ndarray) -> np.ndarray:
-    """Albedo ``N x 3`` of ``material`` at ``(u, v)``; ``footprint`` is a pixel's size on the surface (m),
-    used to pick the mip level (trading a little blur for no aliasing)."""
-    level = _mip_level(footprint, material.texel_size, len(material.pyramid))
-    albedo = np.empty((u.shape[0], 3), np.float32)
+def _sample_pyramid(pyramid: list[np.ndarray], texel_size: float, origin: tuple[float, float], u: np.ndarray,
+                    v: np.ndarray, footprint: np.ndarray, wrap: bool) -> np.ndarray:
+    """Values ``N x C`` of a mip-mapped image whose level-0 texels are ``texel_size`` m, starting at
+    ``origin``, at surface coordinates ``(u, v)``; ``footprint`` (a pixel's size on the surface, m)
+    picks the level, trading a little blur for no aliasing."""
+    level = _mip_level(footprint, texel_size, len(pyramid))
+    height, width = pyramid[0].shape[:2]
+    values = np.empty((u.shape[0], pyramid[0].shape[2]), np.float32)
     for index in np.unique(level):
         mask = level == index
-        scale = material.texel_size * 2**index
-        x = (u[mask] - material.offset[0]) / scale - 0.5
-        y = (v[mask] - material.offset[1]) / scale - 0.5
-        albedo[mask] = _sample_bilinear(material.pyramid[index], x, y, wrap=True)
+        image = pyramid[index]
+        x = (u[mask] - origin[0]) * (image.shape[1] / (width * texel_size)) - 0.5
+        y = (v[mask] - origin[1]) * (image.shape[0] / (height * texel_size)) - 0.5
+        values[mask] = _sample_bilinear(image, x, y, wrap)
+    return values
+
+
+def _shade_material(material: Material, u: np.ndarray, v: np.ndarray, footprint: np.ndarray,
+                    overlay: Overlay | None = None) -> np.ndarray:
+    """Albedo ``N x 3`` of ``material`` (under ``overlay``, if any) at ``(u, v)``; ``footprint`` is a
+    pixel's size on the surface (m)."""
+    albedo = _sample_pyramid(material.pyramid, material.texel_size, material.offset, u, v, footprint, wrap=True)
+    if overlay is not None:
+        layer = _sample_pyramid(overlay.pyramid, overlay.texel_size, overlay.origin, u, v, footprint, wrap=False)
+        albedo = albedo * layer[:, 3:] + layer[:, :3]
     for decal in material.decals:
         inside = np.nonzero((u >= decal.u0) & (u < decal.u0 + decal.width) & (v >= decal.v0)
                             & (v < decal.v0 + decal.height))[0]
         if inside.size:
-            level = _mip_level(footprint[inside], decal.width / decal.image.shape[1], len(decal.pyramid))
-            for index in np.unique(level):
-                chosen = inside[level == index]
-                image = decal.pyramid[index]
-                x = (u[chosen] - decal.u0) / decal.width * image.shape[1] - 0.5
-                y = (v[chosen] - decal.v0) / decal.height * image.shape[0] - 0.5
-                albedo[chosen] = _sample_bilinear(image, x, y, wrap=False)
+            albedo[inside] = _sample_pyramid(decal.pyramid, decal.width / decal.image.shape[1], (decal.u0, decal.v0),
+                                             u[inside], v[inside], footprint[inside], wrap=False)
     return albedo
 
 
@@ -580,18 +700,12 @@ def render(
     order = np.argsort(surface, kind="stable")
     surface_ids, starts = np.unique(surface[order], return_index=True)
     for surface_id, index in zip(surface_ids, np.split(order, starts[1:])):
-        axis_id, side = divmod(int(surface_id) % 6, 2)
-        if surface_id < 6:
-            material = room.walls[surface_id]
-            normal_sign = -1.0 if side else 1.0  # room normals point inwards
-        else:
-            material = room.boxes[(surface_id - 6) // 6].material
-            normal_sign = 1.0 if side else -1.0  # box normals point outwards
+        material, axis_id, normal_sign, _, _ = room.surface(int(surface_id))
         normals[axis_id, index] = normal_sign
         cosine = np.abs(rays[axis_id, index]) / ray_length[index]
         footprint = t_hit[index] * ray_length[index] / focal / np.sqrt(np.maximum(cosine, 0.05))
         u, v = _surface_uv(points[:, index].T, axis_id, normal_sign)
-        colour[index] = _shade_material(material, u, v, footprint)
+        colour[index] = _shade_material(material, u, v, footprint, room.overlays.get(int(surface_id)))
 
     to_light = room.light.astype(np.float32)[:, None] - points
     distance = np.sqrt((to_light**2).sum(0))
@@ -756,19 +870,3 @@ def _track(results: Iterable[tuple[SceneSpec, dict]], bar: tqdm) -> Iterable[tup
     for spec, result in results:
         bar.update(spec.frames)
         yield spec, result
-
-
-def relative_pose(extrinsics_target: np.ndarray, extrinsics_source: np.ndarray) -> np.ndarray:
-    """``T_{t->s} = E_s @ inv(E_t)``: maps points in the target camera frame into the source camera frame."""
-    return extrinsics_source @ np.linalg.inv(extrinsics_target)
-
-
-def load_poses(scene_dir: str | Path) -> np.ndarray:
-    """Read ``<scene_dir>/poses.txt`` as ``N x 4 x 4`` world-to-camera matrices."""
-    path = Path(scene_dir) / "poses.txt"
-    if not path.is_file():
-        raise GasMonoError(f"poses file not found: {path}")
-    values = np.loadtxt(path, ndmin=2)
-    if values.shape[1] != 16:
-        raise GasMonoError(f"{path}: expected 16 numbers a line, found {values.shape[1]}")
-    return values.reshape(-1, 4, 4)
