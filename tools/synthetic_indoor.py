@@ -599,8 +599,10 @@ def _sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray, wrap: bool
     else:
         x1, y1 = np.clip(x0 + 1, 0, width - 1), np.clip(y0 + 1, 0, height - 1)
         x0, y0 = np.clip(x0, 0, width - 1), np.clip(y0, 0, height - 1)
-    top = image[y0, x0] * (1 - wx) + image[y0, x1] * wx
-    bottom = image[y1, x0] * (1 - wx) + image[y1, x1] * wx
+    texels = image.reshape(height * width, -1)  # gathers from a flat array are several times faster
+    row0, row1 = y0 * width, y1 * width
+    top = texels.take(row0 + x0, 0) * (1 - wx) + texels.take(row0 + x1, 0) * wx
+    bottom = texels.take(row1 + x0, 0) * (1 - wx) + texels.take(row1 + x1, 0) * wx
     return top * (1 - wy) + bottom * wy
 
 
