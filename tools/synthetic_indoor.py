@@ -559,12 +559,24 @@ def make_trajectory(room: Room, num_frames: int, rng: np.random.Generator) -> np
 
 
 def random_view(room: Room, rng: np.random.Generator) -> np.ndarray:
-    """One random 4 x 4 world-to-camera pose inside the room's safe region (for test images)."""
+    """One random 4 x 4 world-to-camera pose for a test image.
+
+    The camera stands near one end of the room's longer horizontal axis and
+    looks across the room (yaw within 30 degrees of the far wall's direction),
+    tilted 5-25 degrees down, so that test views span the room's depth range
+    (floor, far wall, furniture) as NYUv2's test images do.
+    """
     lo, hi = room.safe_region()
     centre = rng.uniform(lo, hi)
-    yaw, pitch, roll = rng.uniform(0, 2 * np.pi), np.deg2rad(rng.uniform(-20, 5)), np.deg2rad(rng.uniform(-3, 3))
-    rotation = rotation_from_euler(yaw, pitch, roll)
-    return world_to_camera(rotation, centre)
+    axis = 0 if room.size[0] >= room.size[2] else 2
+    near_low_end = bool(rng.integers(2))
+    fraction = rng.uniform(0.0, 0.2) if near_low_end else rng.uniform(0.8, 1.0)
+    centre[axis] = lo[axis] + (hi[axis] - lo[axis]) * fraction
+    target = (lo + hi) / 2
+    target[axis] = room.size[axis] if near_low_end else 0.0
+    yaw = np.arctan2(target[0] - centre[0], target[2] - centre[2]) + np.deg2rad(rng.uniform(-30, 30))
+    pitch, roll = np.deg2rad(rng.uniform(-25, -5)), np.deg2rad(rng.uniform(-3, 3))
+    return world_to_camera(rotation_from_euler(yaw, pitch, roll), centre)
 
 
 # ---------------------------------------------------------------------------
