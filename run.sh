@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Entry points of the project: the CPU demo, the ablation, and the release's NYUv2 training recipe.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+usage() {
+    cat <<'EOF'
+usage: bash run.sh <command> [arguments]
+
+  demo [--quick] [--out DIR] [--seed N]
+        the whole pipeline on bundled synthetic data on the CPU: render scenes, COLMAP coarse
+        poses, train GasMono with every component, evaluate untrained vs trained; results,
+        figures and checkpoints go to DIR (default demo_output/). About 15 minutes on 2 cores;
+        --quick runs every stage at tiny sizes in under 3 minutes.
+  ablate [--quick] [--out DIR] [--seed N]
+        the demo's schedule trained four ways (full; without coarse poses; without
+        self-distillation; without both) on one data set; comparison table in DIR
+        (default ablation_output/).
+  train DATA_PATH [train.py flags]
+        the release's NYUv2 recipe: --height 256 --width 320 --learning_rate 5e-5 --use_posegt
+        --www 0.2 --wpp 0.2 --iiters 2 --selfpp --batch_size 12 --disparity_smoothness 1e-4;
+        extra flags are appended (for a repeated flag the last value wins).
+  train_ddp NGPUS DATA_PATH [train.py flags]
+        the same recipe on NGPUS GPUs with torchrun; --batch_size is per process
+        (12 per GPU, so NGPUS x 12 in total).
+
+The first demo/ablate/train call installs requirements.txt into .venv when torch, pycolmap,
+albumentations or timm cannot be imported from it.
+EOF
+}
+
+ensure_venv() {
+    if ! .venv/bin/python -c "import torch, pycolmap, albumentations, timm" >/dev/null 2>&1; then
+        echo "installing requirements into .venv ..." >&2
+        python3 -m venv .venv
+        .venv/bin/pip install -r requirements.txt
+    fi
+}
+
+recipe=(--height 256 --width 320 --learning_rate 5e-5 --use_posegt --www 0.2 --wpp 0.2 --iiters 2 --selfpp
+        --batch_size 12 --disparity_smoothness 1e-4)
+
+command="${1:-}"
+if [ $# -gt 0 ]; then
+    shift
+fi
+
+case "$command" in
+    demo)
+        ensure_venv
+        export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+        exec .venv/bin/python tools/demo.py "$@"
+        ;;
+    ablate)
+        ensure_venv
+        export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+        exec .venv/bin/python tools/ablate.py "$@"
+        ;;
+    train)
+        if [ $# -lt 1 ]; then
+            echo "error: train needs DATA_PATH" >&2
+            usage >&2
+            exit 2
+        fi
+        data_path="$1"
+        shift
+        ensure_venv
+        exec .venv/bin/python train.py --data_path "$data_path" "${recipe[@]}" "$@"
+        ;;
+    train_ddp)
+        if [ $# -lt 2 ]; then
+            echo "error: train_ddp needs NGPUS and DATA_PATH" >&2
+            usage >&2
+            exit 2
+        fi
+        ngpus="$1"
+        data_path="$2"
+        shift 2
+        ensure_venv
+        exec .venv/bin/torchrun --nproc_per_node "$ngpus" train.py --data_path "$data_path" "${recipe[@]}" "$@"
+        ;;
+    -h | --help | help)
+        usage
+        ;;
+    "")
+        usage >&2
+        exit 2
+        ;;
+    *)
+        echo "error: unknown command '$command'" >&2
+        usage >&2
+        exit 2
+        ;;
+esac

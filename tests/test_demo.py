@@ -1,0 +1,103 @@
+"""The demo end to end (``bash run.sh demo --quick``) and run.sh's usage errors."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import PROJECT_ROOT
+
+RUN_SH = PROJECT_ROOT / "run.sh"
+NETWORK_FILES = {"encoder.pth", "depth.pth", "pose_encoder.pth", "pose.pth", "trans_encoder.pth", "trans.pth"}
+
+
+def _run(*arguments: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(RUN_SH), *arguments], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("arguments", [("no_such_command",), ()])
+def test_run_sh_without_a_known_command_prints_usage_and_fails(arguments):
+    result = _run(*arguments, timeout=30)
+    assert result.returncode == 2
+    assert "usage: bash run.sh <command>" in result.stderr
+    for command in ("demo [--quick]", "ablate [--quick]", "train DATA_PATH", "train_ddp NGPUS DATA_PATH"):
+        assert command in result.stderr
+    if arguments:
+        assert "error: unknown command 'no_such_command'" in result.stderr
+
+
+def _finite_numbers(value, where: str) -> list[str]:
+    """Paths of the non-finite numbers inside a JSON value."""
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in _finite_numbers(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [bad for index, item in enumerate(value) for bad in _finite_numbers(item, f"{where}[{index}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [where]
+    return []
+
+
+def test_quick_demo_writes_every_artefact(tmp_path):
+    out = tmp_path / "demo"
+    result = _run("demo", "--quick", "--out", str(out), "--no_progress", timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["quick"] is True
+    assert _finite_numbers(results, "results") == []
+    metrics = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
+    for model in ("untrained", "trained"):
+        assert set(results["evaluation"][model]) == set(metrics)
+        assert 0 < results["evaluation"][model]["abs_rel"] < 1
+        assert 0 <= results["evaluation"][model]["a1"] <= 1
+    assert results["evaluation"]["num_images"] == results["settings"]["num_test"] == 4
+    settings = results["settings"]
+    assert results["training"]["steps"] == settings["num_epochs"] * settings["max_train_steps"] == 6
+    for stage in ("synthetic data", "coarse poses (COLMAP)", "gasmono: training", "total"):
+        assert results["timings_s"][stage] > 0
+    flags = results["training"]["flags"]
+    for flag in ("--use_posegt", "--selfpp", "--iiters", "--iiters_start_epoch", "--wpp_ramp_epochs"):
+        assert flag in flags
+
+    # the report, the figures
+    report = (out / "results.md").read_text()
+    assert "| untrained (same initialisation) |" in report and "| trained (GasMono, all components) |" in report
+    for figure in ("training_curve.png", "predictions.png"):
+        with Image.open(out / figure) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+    history = json.loads((out / "training_history.json").read_text())
+    assert [entry["step"] for entry in history if entry["mode"] == "train"] == list(range(6))
+    assert {entry["epoch"] for entry in history} == {0, 1}
+    assert any(entry["mode"] == "val" for entry in history)
+
+    # COLMAP: one textured scene reconstructed, the low-texture one listed too
+    summary = json.loads((out / "cpose" / "summary.json").read_text())
+    by_scene = {record["scene"]: record for record in summary["sequences"]}
+    low_texture = set(results["dataset"]["low_texture_scenes"])
+    assert len(by_scene) == 2 and len(low_texture) == 1
+    textured = (set(by_scene) - low_texture).pop()
+    assert by_scene[textured]["status"] == "ok" and by_scene[textured]["items_written"] >= 6
+    assert textured in result.stdout and low_texture.pop() in result.stdout
+    assert "coarse poses vs rendered ground truth" in result.stdout
+
+    # splits list only items with coarse poses
+    lines = [line.split() for name in ("train_files.txt", "val_files.txt")
+             for line in (out / "splits" / name).read_text().splitlines()]
+    assert len(lines) == by_scene[textured]["items_written"]
+    assert all((out / "cpose" / scene / f"{frame}.npy").is_file() for scene, frame, _ in lines)
+
+    # checkpoints: the untrained and the trained networks differ
+    trained, untrained = out / results["checkpoints"]["trained"], out / results["checkpoints"]["untrained"]
+    assert NETWORK_FILES <= {path.name for path in trained.iterdir()}
+    assert NETWORK_FILES <= {path.name for path in untrained.iterdir()}
+    before = torch.load(untrained / "depth.pth", weights_only=True)
+    after = torch.load(trained / "depth.pth", weights_only=True)
+    assert any(not torch.equal(before[key], after[key]) for key in before if before[key].is_floating_point())
+
+    # the final summary
+    assert "== summary ==" in result.stdout
+    assert f"{results['evaluation']['trained']['abs_rel']:.4f}" in result.stdout

@@ -1,0 +1,175 @@
+"""Ablation of GasMono's two components on the demo's synthetic data and schedule.
+
+Example::
+
+    python tools/ablate.py --out ablation_output            # four demo-length runs (about 45 minutes on 2 cores)
+    python tools/ablate.py --out ablation_output --quick    # tiny sizes, a smoke test
+
+Renders the data and computes the coarse poses once (as ``tools/demo.py`` does,
+reused when the folder already holds them), then trains the same schedule four
+ways on the same split, from the same initialisation:
+
+* ``full``: coarse poses (AlignNet + residual PoseNet) and iterative self-distillation;
+* ``no_coarse_poses``: PoseNet on the raw frames (Monodepth2-style), self-distillation kept;
+* ``no_self_distillation``: coarse poses kept, one pass per batch, no distillation loss;
+* ``neither``: both removed.
+
+Each run is evaluated on the held-out test rooms; the comparison is written to
+``ablation.md`` and ``ablation.json`` under ``--out``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tools/demo.py
+
+from tools.demo import (  # noqa: E402
+    DemoPaths,
+    DemoSettings,
+    RunResult,
+    StageTimer,
+    build_parser,
+    configure_logging,
+    machine_info,
+    markdown_metrics_table,
+    metric_changes,
+    prepare_data,
+    settings_from_args,
+    train_and_evaluate,
+)
+from layers import DEPTH_METRIC_NAMES  # noqa: E402
+from utils import atomic_write_text, cli_entry_point  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ablation run: which GasMono components are on."""
+
+    name: str
+    use_coarse_pose: bool
+    use_self_distillation: bool
+    description: str
+
+
+VARIANTS = (
+    Variant("full", True, True, "coarse poses + self-distillation (GasMono)"),
+    Variant("no_coarse_poses", False, True, "without coarse poses (PoseNet on raw frames)"),
+    Variant("no_self_distillation", True, False, "without self-distillation"),
+    Variant("neither", False, False, "without both (Monodepth2 losses, MPViT depth net)"),
+)
+
+
+def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Sequence[Variant] = VARIANTS,
+                 quick: bool = False, progress: bool = True) -> dict:
+    """Train and evaluate every variant; returns the ``ablation.json`` content."""
+    paths = DemoPaths(Path(out).resolve())
+    paths.out.mkdir(parents=True, exist_ok=True)
+    load_start = [round(value, 2) for value in os.getloadavg()]
+    timer = StageTimer()
+    start = time.perf_counter()
+    prepared = prepare_data(paths, settings, timer, progress)
+    runs: dict[str, RunResult] = {}
+    for index, variant in enumerate(variants):
+        runs[variant.name] = train_and_evaluate(paths, settings, variant.name, timer, variant.use_coarse_pose,
+                                                variant.use_self_distillation, evaluate_untrained=index == 0,
+                                                progress=progress)
+    untrained = runs[variants[0].name].untrained_evaluation
+    timer.seconds["total"] = round(time.perf_counter() - start, 2)
+
+    untrained_metrics = {name: float(untrained["metrics"][name]) for name in DEPTH_METRIC_NAMES}
+    results = {
+        "quick": quick,
+        "settings": dataclasses.asdict(settings),
+        "machine": {**machine_info(settings), "load_average_start": load_start,
+                    "load_average_end": [round(value, 2) for value in os.getloadavg()]},
+        "splits": prepared["splits"],
+        "colmap_total": prepared["colmap"]["summary"]["total"],
+        "protocol": untrained["protocol"],
+        "untrained": untrained_metrics,
+        "variants": {
+            variant.name: {
+                "description": variant.description,
+                "use_coarse_pose": variant.use_coarse_pose,
+                "use_self_distillation": variant.use_self_distillation,
+                "metrics": {name: float(runs[variant.name].metrics[name]) for name in DEPTH_METRIC_NAMES},
+                "abs_rel_reduction_vs_untrained": metric_changes(untrained_metrics,
+                                                                 runs[variant.name].metrics)["abs_rel"],
+                "train_seconds": runs[variant.name].seconds["training"],
+                "steps": runs[variant.name].steps,
+                "weights": paths.relative(runs[variant.name].weights),
+            }
+            for variant in variants
+        },
+        "timings_s": timer.seconds,
+    }
+    atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "ablation.json")
+    atomic_write_text(ablation_markdown(results), paths.out / "ablation.md")
+    return results
+
+
+def comparison_table(results: dict) -> str:
+    """Markdown table: abs_rel, rmse, a1 (and all other metrics) and train time per variant."""
+    rows = {"untrained": results["untrained"]}
+    extra = {"untrained": {"abs_rel vs untrained": "", "train s": "", "steps": ""}}
+    for name, variant in results["variants"].items():
+        rows[name] = variant["metrics"]
+        extra[name] = {
+            "abs_rel vs untrained": f"{-100 * variant['abs_rel_reduction_vs_untrained']:+.1f}%",
+            "train s": f"{variant['train_seconds']:.0f}",
+            "steps": str(variant["steps"]),
+        }
+    return markdown_metrics_table(rows, extra)
+
+
+def ablation_markdown(results: dict) -> str:
+    settings = results["settings"]
+    lines = [
+        "# GasMono ablation on synthetic indoor data" + (" (quick)" if results["quick"] else ""),
+        "",
+        f"Same data, split ({results['splits']['train_items']} training items with coarse poses), "
+        f"initialisation and schedule for every run: {settings['num_epochs']} epochs at "
+        f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, learning rates "
+        f"{settings['learning_rate']:g} / {settings['decoder_learning_rate']:g}; self-distillation with "
+        f"{settings['iiters']} passes per batch from epoch {settings['iiters_start_epoch']}. "
+        f"Evaluated on the held-out test rooms ({results['protocol']} protocol, median scaling).",
+        "",
+        comparison_table(results),
+        "",
+        *(f"- `{name}`: {variant['description']}" for name, variant in results["variants"].items()),
+        "",
+        f"Total wall time {results['timings_s']['total']:.0f} s; load average at start "
+        f"{results['machine']['load_average_start']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@cli_entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser(
+        description="Train the demo's schedule four ways (full GasMono; without coarse poses; without "
+        "self-distillation; without both) on one synthetic data set and compare them on the test set.",
+        default_out="ablation_output",
+    )
+    args = parser.parse_args(argv)
+    configure_logging()
+    settings = settings_from_args(args)
+    results = run_ablation(args.out, settings, quick=args.quick, progress=not args.no_progress)
+    print()
+    print(comparison_table(results))
+    print(f"\ntotal {results['timings_s']['total']:.0f} s; results: {args.out / 'ablation.md'}, "
+          f"{args.out / 'ablation.json'}")
+
+
+if __name__ == "__main__":
+    main()
