@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 
 import pytest
@@ -50,11 +51,15 @@ def test_quick_demo_writes_every_artefact(tmp_path):
     assert results["quick"] is True
     assert _finite_numbers(results, "results") == []
     metrics = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
-    for model in ("untrained", "trained"):
-        assert set(results["evaluation"][model]) == set(metrics)
-        assert 0 < results["evaluation"][model]["abs_rel"] < 1
-        assert 0 <= results["evaluation"][model]["a1"] <= 1
-    assert results["evaluation"]["num_images"] == results["settings"]["num_test"] == 4
+    assert set(results["evaluation"]) == {"test", "val_frames"}
+    for entry in results["evaluation"].values():
+        for model in ("untrained", "trained"):
+            assert set(entry[model]) == set(metrics)
+            assert 0 < entry[model]["abs_rel"] < 1 and 0 <= entry[model]["a1"] <= 1
+    assert results["evaluation"]["test"]["num_images"] == results["settings"]["num_test"] == 4
+    assert results["evaluation"]["val_frames"]["num_images"] == results["splits"]["val_items"] >= 2
+    assert results["improvement"]["abs_rel_relative_reduction"] == \
+        results["evaluation"]["test"]["relative_change"]["abs_rel"]
     settings = results["settings"]
     assert results["training"]["steps"] == settings["num_epochs"] * settings["max_train_steps"] == 6
     for stage in ("synthetic data", "coarse poses (COLMAP)", "gasmono: training", "total"):
@@ -65,7 +70,7 @@ def test_quick_demo_writes_every_artefact(tmp_path):
 
     # the report, the figures
     report = (out / "results.md").read_text()
-    assert "| untrained (same initialisation) |" in report and "| trained (GasMono, all components) |" in report
+    assert report.count("| untrained (same initialisation) |") == report.count("| trained (GasMono, all") == 2
     for figure in ("training_curve.png", "predictions.png"):
         with Image.open(out / figure) as image:
             assert image.format == "PNG" and min(image.size) > 200
@@ -100,4 +105,5 @@ def test_quick_demo_writes_every_artefact(tmp_path):
 
     # the final summary
     assert "== summary ==" in result.stdout
-    assert f"{results['evaluation']['trained']['abs_rel']:.4f}" in result.stdout
+    trained_abs_rel = results["evaluation"]["test"]["trained"]["abs_rel"]
+    assert re.search(rf"trained\s+{trained_abs_rel:.4f}\s", result.stdout)

@@ -34,6 +34,8 @@ if __package__ in (None, ""):
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tools/demo.py
 
 from tools.demo import (  # noqa: E402
+    TEST_SET,
+    VAL_FRAMES_SET,
     DemoPaths,
     DemoSettings,
     RunResult,
@@ -83,10 +85,10 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
         runs[variant.name] = train_and_evaluate(paths, settings, variant.name, timer, variant.use_coarse_pose,
                                                 variant.use_self_distillation, evaluate_untrained=index == 0,
                                                 progress=progress)
-    untrained = runs[variants[0].name].untrained_evaluation
     timer.seconds["total"] = round(time.perf_counter() - start, 2)
 
-    untrained_metrics = {name: float(untrained["metrics"][name]) for name in DEPTH_METRIC_NAMES}
+    untrained = runs[variants[0].name].untrained_evaluation
+    untrained_metrics = {eval_set: _metrics(result) for eval_set, result in untrained.items()}
     results = {
         "quick": quick,
         "settings": dataclasses.asdict(settings),
@@ -94,37 +96,51 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
                     "load_average_end": [round(value, 2) for value in os.getloadavg()]},
         "splits": prepared["splits"],
         "colmap_total": prepared["colmap"]["summary"]["total"],
-        "protocol": untrained["protocol"],
+        "protocols": {eval_set: result["protocol"] for eval_set, result in untrained.items()},
         "untrained": untrained_metrics,
-        "variants": {
-            variant.name: {
-                "description": variant.description,
-                "use_coarse_pose": variant.use_coarse_pose,
-                "use_self_distillation": variant.use_self_distillation,
-                "metrics": {name: float(runs[variant.name].metrics[name]) for name in DEPTH_METRIC_NAMES},
-                "abs_rel_reduction_vs_untrained": metric_changes(untrained_metrics,
-                                                                 runs[variant.name].metrics)["abs_rel"],
-                "train_seconds": runs[variant.name].seconds["training"],
-                "steps": runs[variant.name].steps,
-                "weights": paths.relative(runs[variant.name].weights),
-            }
-            for variant in variants
-        },
+        "variants": {},
         "timings_s": timer.seconds,
     }
+    for variant in variants:
+        run = runs[variant.name]
+        metrics = {eval_set: _metrics(result) for eval_set, result in run.evaluation.items()}
+        results["variants"][variant.name] = {
+            "description": variant.description,
+            "use_coarse_pose": variant.use_coarse_pose,
+            "use_self_distillation": variant.use_self_distillation,
+            "metrics": metrics,
+            "abs_rel_reduction_vs_untrained": {
+                eval_set: metric_changes(untrained_metrics[eval_set], metrics[eval_set])["abs_rel"]
+                for eval_set in metrics
+            },
+            "train_seconds": run.seconds["training"],
+            "steps": run.steps,
+            "weights": paths.relative(run.weights),
+        }
     atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "ablation.json")
     atomic_write_text(ablation_markdown(results), paths.out / "ablation.md")
     return results
 
 
+def _metrics(result: dict) -> dict[str, float]:
+    return {name: float(result["metrics"][name]) for name in DEPTH_METRIC_NAMES}
+
+
 def comparison_table(results: dict) -> str:
-    """Markdown table: abs_rel, rmse, a1 (and all other metrics) and train time per variant."""
-    rows = {"untrained": results["untrained"]}
-    extra = {"untrained": {"abs_rel vs untrained": "", "train s": "", "steps": ""}}
+    """Markdown table: the test-set metrics per variant, the change of abs_rel
+    against the untrained network (test rooms and validation frames of the
+    training rooms) and the training time."""
+    names = ("test abs_rel vs untrained", "val frames abs_rel", "val frames vs untrained", "train s", "steps")
+    rows = {"untrained": results["untrained"][TEST_SET]}
+    extra = {"untrained": dict.fromkeys(names, "")}
+    extra["untrained"]["val frames abs_rel"] = f"{results['untrained'][VAL_FRAMES_SET]['abs_rel']:.4f}"
     for name, variant in results["variants"].items():
-        rows[name] = variant["metrics"]
+        change = variant["abs_rel_reduction_vs_untrained"]
+        rows[name] = variant["metrics"][TEST_SET]
         extra[name] = {
-            "abs_rel vs untrained": f"{-100 * variant['abs_rel_reduction_vs_untrained']:+.1f}%",
+            "test abs_rel vs untrained": f"{-100 * change[TEST_SET]:+.1f}%",
+            "val frames abs_rel": f"{variant['metrics'][VAL_FRAMES_SET]['abs_rel']:.4f}",
+            "val frames vs untrained": f"{-100 * change[VAL_FRAMES_SET]:+.1f}%",
             "train s": f"{variant['train_seconds']:.0f}",
             "steps": str(variant["steps"]),
         }
@@ -141,7 +157,9 @@ def ablation_markdown(results: dict) -> str:
         f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, learning rates "
         f"{settings['learning_rate']:g} / {settings['decoder_learning_rate']:g}; self-distillation with "
         f"{settings['iiters']} passes per batch from epoch {settings['iiters_start_epoch']}. "
-        f"Evaluated on the held-out test rooms ({results['protocol']} protocol, median scaling).",
+        f"Metrics on the held-out test rooms ({results['protocols'][TEST_SET]} protocol, median scaling); the "
+        f"validation frames of the training rooms ({results['protocols'][VAL_FRAMES_SET]} protocol) show how "
+        "well each run fits the rooms it trained on.",
         "",
         comparison_table(results),
         "",

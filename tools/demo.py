@@ -54,6 +54,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import networks  # noqa: E402
+from datasets.nyu_dataset import DEPTH_PNG_SCALE, parse_split_line  # noqa: E402
 from datasets.splits import list_scene_frames, write_split_files  # noqa: E402
 from evaluation import evaluate_checkpoint  # noqa: E402
 from evaluation.protocols import resolve_protocol  # noqa: E402
@@ -77,6 +78,11 @@ logger = logging.getLogger(__name__)
 
 EVAL_SPLIT = "nyu"
 HIGHER_IS_BETTER = ("a1", "a2", "a3")
+TEST_SET = "test"
+VAL_FRAMES_SET = "val_frames"
+# the held-out rooms at 480 x 640 use NYUv2's default (Eigen) protocol; the validation
+# frames of the training rooms keep the training resolution, so no NYUv2 crop applies
+EVAL_PROTOCOLS = {TEST_SET: None, VAL_FRAMES_SET: "release"}
 
 
 # ---------------------------------------------------------------------------
@@ -103,7 +109,7 @@ class DemoSettings:
     num_scenes: int = 8
     num_low_texture: int = 2
     frames_per_scene: int = 24
-    frame_stride: int = 3
+    frame_stride: int = 1
     num_test: int = 20
     render_height: int = 240
     render_width: int = 320
@@ -116,19 +122,19 @@ class DemoSettings:
     colmap_jobs: int = 1
     colmap_threads: int = 2
     val_fraction: float = 0.1
-    height: int = 96
-    width: int = 128
+    height: int = 64
+    width: int = 96
     batch_size: int = 4
-    num_epochs: int = 6
+    num_epochs: int = 8
     max_train_steps: int | None = None
-    learning_rate: float = 2e-4
-    decoder_learning_rate: float = 2e-4
+    learning_rate: float = 3e-4
+    decoder_learning_rate: float = 3e-4
     disparity_smoothness: float = 1e-3
     www: float = 0.2
     wpp: float = 0.2
     iiters: int = 2
-    iiters_start_epoch: int = 3
-    wpp_ramp_epochs: int = 3
+    iiters_start_epoch: int = 4
+    wpp_ramp_epochs: int = 4
     augmentation: str = "colorjitter"
     log_frequency: int = 10
     num_workers: int = 0
@@ -159,22 +165,19 @@ def full_settings(seed: int = 0) -> DemoSettings:
 
 
 def quick_settings(seed: int = 0) -> DemoSettings:
-    """Every stage at tiny sizes (one textured and one low-texture scene, 2 short epochs)."""
+    """Every stage at tiny sizes: one textured and one low-texture scene, 2 epochs of 3 batches."""
     return DemoSettings(
         num_scenes=2,
         num_low_texture=1,
-        frames_per_scene=10,
+        frames_per_scene=12,
         num_test=4,
         colmap_max_num_features=2048,
-        height=64,
-        width=96,
         batch_size=2,
         num_epochs=2,
         max_train_steps=3,
         iiters_start_epoch=1,
         wpp_ramp_epochs=1,
         log_frequency=2,
-        eval_batch_size=4,
         seed=seed,
     )
 
@@ -196,6 +199,10 @@ class DemoPaths:
     @property
     def test_data(self) -> Path:
         return self.data / "test"
+
+    @property
+    def val_frames_data(self) -> Path:
+        return self.data / "val_frames"
 
     @property
     def cpose(self) -> Path:
@@ -377,6 +384,23 @@ def write_splits(paths: DemoPaths, settings: DemoSettings, results: Sequence[Seq
     }
 
 
+def write_frame_test_set(paths: DemoPaths, items: Sequence[tuple[str, int]], folder: Path) -> Path:
+    """Copy training-sequence frames and their rendered depth into an NYUv2-layout
+    test set (``color/<i:04d>.png``, ``gt_depths.npz``, ``test_files.txt``)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "color").mkdir(parents=True)
+    depths = []
+    for index, (scene, frame) in enumerate(items, start=1):
+        with Image.open(paths.train_data / scene / f"{frame:06d}.jpg") as image:
+            image.convert("RGB").save(folder / "color" / f"{index:04d}.png")
+        with Image.open(paths.train_data / scene / "depth" / f"{frame:06d}.png") as depth_png:
+            depths.append(np.asarray(depth_png, dtype=np.float32) / DEPTH_PNG_SCALE)
+    np.savez_compressed(folder / "gt_depths.npz", data=np.stack(depths))
+    atomic_write_text("".join(f"color {index:04d} l\n" for index in range(1, len(items) + 1)),
+                      folder / "test_files.txt")
+    return folder
+
+
 def prepare_data(paths: DemoPaths, settings: DemoSettings, timer: StageTimer, progress: bool = True) -> dict:
     """Stages (a)-(c): render, coarse poses (tables printed), split files."""
     with timer.stage("synthetic data"):
@@ -396,6 +420,9 @@ def prepare_data(paths: DemoPaths, settings: DemoSettings, timer: StageTimer, pr
         splits = write_splits(paths, settings, colmap["results"])
         print(f"{splits['train_items']} training and {splits['val_items']} validation items with coarse poses "
               f"(scenes {', '.join(splits['scenes'])}) in {paths.splits}")
+        val_items = [parse_split_line(line, "val_files.txt")[:2]
+                     for line in (paths.splits / "val_files.txt").read_text(encoding="utf-8").splitlines()]
+        write_frame_test_set(paths, val_items, paths.val_frames_data)
     return {"data": data, "colmap": colmap, "splits": splits}
 
 
@@ -448,19 +475,31 @@ def save_initial_weights(trainer: Trainer, folder: Path) -> Path:
     return networks.save_weights_folder(folder, trainer.models, trainer.height, trainer.width, use_stereo=False)
 
 
-def evaluate_weights(weights: Path, out_dir: Path, paths: DemoPaths, settings: DemoSettings,
-                     progress: bool = True) -> dict:
-    """Evaluate a weights folder on the synthetic test set (NYUv2 layout, default protocol)."""
-    return evaluate_checkpoint(
-        weights,
-        paths.test_data,
-        split=EVAL_SPLIT,
-        batch_size=settings.eval_batch_size,
-        num_workers=0,
-        device=settings.device,
-        out_dir=str(out_dir),
-        progress=progress,
-    )
+def evaluate_weights(weights: Path, name: str, paths: DemoPaths, settings: DemoSettings,
+                     progress: bool = True) -> dict[str, dict]:
+    """Evaluate a weights folder on the held-out test rooms (``"test"``) and on
+    the validation frames of the training rooms (``"val_frames"``); results in
+    ``paths.eval / name / <set>``."""
+    data = {TEST_SET: paths.test_data, VAL_FRAMES_SET: paths.val_frames_data}
+    return {
+        eval_set: evaluate_checkpoint(
+            weights,
+            data[eval_set],
+            split=EVAL_SPLIT,
+            protocol=protocol,
+            batch_size=settings.eval_batch_size,
+            num_workers=0,
+            device=settings.device,
+            out_dir=str(paths.eval / name / eval_set),
+            progress=progress,
+        )
+        for eval_set, protocol in EVAL_PROTOCOLS.items()
+    }
+
+
+def _abs_rel_a1(evaluation: dict[str, dict]) -> str:
+    return "; ".join(f"{eval_set}: abs_rel {result['metrics']['abs_rel']:.4f}, a1 {result['metrics']['a1']:.4f}"
+                     for eval_set, result in evaluation.items())
 
 
 @dataclass
@@ -471,15 +510,16 @@ class RunResult:
     flags: list[str]
     weights: Path
     history: list[dict]
-    evaluation: dict
+    evaluation: dict[str, dict]
     seconds: dict[str, float]
     steps: int
     untrained_weights: Path | None = None
-    untrained_evaluation: dict | None = None
+    untrained_evaluation: dict[str, dict] | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.evaluation["metrics"]
+        """The metrics on the held-out test rooms."""
+        return self.evaluation[TEST_SET]["metrics"]
 
 
 def train_and_evaluate(
@@ -507,10 +547,8 @@ def train_and_evaluate(
     if evaluate_untrained:
         with timer.stage(f"{run_name}: evaluate the untrained network"):
             untrained_weights = save_initial_weights(trainer, paths.untrained)
-            untrained_evaluation = evaluate_weights(untrained_weights, paths.eval / "untrained", paths, settings,
-                                                    progress)
-            print(f"untrained: abs_rel {untrained_evaluation['metrics']['abs_rel']:.4f}, "
-                  f"a1 {untrained_evaluation['metrics']['a1']:.4f}")
+            untrained_evaluation = evaluate_weights(untrained_weights, "untrained", paths, settings, progress)
+            print(f"untrained: {_abs_rel_a1(untrained_evaluation)}")
     with timer.stage(f"{run_name}: training"):
         batches = len(trainer.train_loader)
         if settings.max_train_steps:
@@ -521,8 +559,8 @@ def train_and_evaluate(
         trainer.train()
     weights = paths.logs / run_name / "models" / f"weights_{settings.num_epochs - 1}"
     with timer.stage(f"{run_name}: evaluation"):
-        evaluation = evaluate_weights(weights, paths.eval / run_name, paths, settings, progress)
-        print(f"{run_name}: abs_rel {evaluation['metrics']['abs_rel']:.4f}, a1 {evaluation['metrics']['a1']:.4f}")
+        evaluation = evaluate_weights(weights, run_name, paths, settings, progress)
+        print(f"{run_name}: {_abs_rel_a1(evaluation)}")
     seconds = {key.split(": ", 1)[1]: value for key, value in timer.seconds.items()
                if key.startswith(f"{run_name}: ")}
     return RunResult(run_name, flags, weights, list(trainer.history), evaluation, seconds, trainer.step,
@@ -690,30 +728,47 @@ def _colmap_markdown(colmap: dict) -> str:
     return "\n".join(lines)
 
 
+EVAL_SET_TITLES = {
+    TEST_SET: "held-out rooms (test set)",
+    VAL_FRAMES_SET: "training rooms, validation frames (not trained on)",
+}
+
+
+def _metrics_section(evaluation: dict, eval_set: str) -> list[str]:
+    entry = evaluation[eval_set]
+    change = entry["relative_change"]["abs_rel"]
+    return [
+        f"### {EVAL_SET_TITLES[eval_set]}",
+        "",
+        f"{entry['num_images']} images, protocol {entry['protocol']} ({entry['protocol_description']}), "
+        "per-image median scaling.",
+        "",
+        markdown_metrics_table({"untrained (same initialisation)": entry["untrained"],
+                                "trained (GasMono, all components)": entry["trained"]}),
+        "",
+        f"abs_rel {100 * change:.1f}% lower after training ({entry['untrained']['abs_rel']:.4f} -> "
+        f"{entry['trained']['abs_rel']:.4f}); a1 {entry['untrained']['a1']:.4f} -> {entry['trained']['a1']:.4f}.",
+        "",
+    ]
+
+
 def results_markdown(results: dict) -> str:
     """``results.md`` of a demo run."""
     settings = results["settings"]
-    evaluation = results["evaluation"]
-    change = results["improvement"]["abs_rel_relative_reduction"]
+    dataset = results["dataset"]
     lines = [
         "# GasMono demo on synthetic indoor data" + (" (quick)" if results["quick"] else ""),
         "",
-        f"Trained from scratch on {results['splits']['train_items']} items "
-        f"({results['dataset']['frames']} rendered frames in {len(results['dataset']['train_scenes'])} sequences) "
-        f"at {settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
-        f"{settings['num_epochs']} epochs ({results['training']['steps']} steps) on {settings['device']}; "
-        f"evaluated on {results['dataset']['test_images']} views of held-out rooms "
-        f"({evaluation['protocol']}: {evaluation['protocol_description']}, median scaling).",
+        f"Trained from scratch on {results['splits']['train_items']} items with coarse poses "
+        f"({len(dataset['train_scenes'])} rendered sequences of {settings['frames_per_scene']} frames, "
+        f"{len(dataset['low_texture_scenes'])} of them low-texture) at {settings['height']}x{settings['width']}, "
+        f"batch {settings['batch_size']}, {settings['num_epochs']} epochs ({results['training']['steps']} batches) "
+        f"on {settings['device']}.",
         "",
-        "## Depth metrics on the synthetic test set",
+        "## Depth metrics",
         "",
-        markdown_metrics_table({"untrained (same initialisation)": evaluation["untrained"],
-                                "trained (GasMono, all components)": evaluation["trained"]}),
-        "",
-        f"abs_rel is {100 * change:.1f}% lower after training "
-        f"({evaluation['untrained']['abs_rel']:.4f} -> {evaluation['trained']['abs_rel']:.4f}); "
-        f"a1 {evaluation['untrained']['a1']:.4f} -> {evaluation['trained']['a1']:.4f}.",
-        "",
+        *_metrics_section(results["evaluation"], TEST_SET),
+        *_metrics_section(results["evaluation"], VAL_FRAMES_SET),
         "![predictions](predictions.png)",
         "",
         "## Training",
@@ -739,7 +794,7 @@ def results_markdown(results: dict) -> str:
         *(f"| {stage} | {seconds:.1f} |" for stage, seconds in results["timings_s"].items()),
         "",
         f"Machine: {results['machine']['cpu_count']} CPU cores, {results['machine']['torch_threads']} torch threads; "
-        f"load average at start {results['machine']['load_average_start']}, "
+        f"load average (1, 5, 15 min) at start {results['machine']['load_average_start']}, "
         f"at the end {results['machine']['load_average_end']}.",
         "",
     ]
@@ -752,6 +807,25 @@ def _finite_metrics(evaluation: dict, label: str) -> dict[str, float]:
     if bad:
         logger.warning("%s: non-finite metrics %s", label, bad)
     return metrics
+
+
+def compare_evaluations(untrained: dict[str, dict], trained: dict[str, dict]) -> dict[str, dict]:
+    """Per evaluation set: protocol, image count, both metric sets and their relative change."""
+    comparison = {}
+    for eval_set, result in trained.items():
+        before = _finite_metrics(untrained[eval_set], f"untrained on {eval_set}")
+        after = _finite_metrics(result, f"trained on {eval_set}")
+        comparison[eval_set] = {
+            "description": EVAL_SET_TITLES[eval_set],
+            "protocol": result["protocol"],
+            "protocol_description": result["protocol_definition"]["description"],
+            "num_images": result["num_images"],
+            "untrained": before,
+            "trained": after,
+            "relative_change": metric_changes(before, after),
+            "scale_ratios": {"untrained": untrained[eval_set]["scale_ratios"], "trained": result["scale_ratios"]},
+        }
+    return comparison
 
 
 def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False, progress: bool = True) -> dict:
@@ -774,9 +848,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False
                                        settings.device)
     timer.seconds["total"] = round(time.perf_counter() - start, 2)
 
-    untrained = _finite_metrics(run.untrained_evaluation, "untrained")
-    trained = _finite_metrics(run.evaluation, "trained")
-    changes = metric_changes(untrained, trained)
+    evaluation = compare_evaluations(run.untrained_evaluation, run.evaluation)
     colmap = prepared["colmap"]
     results = {
         "quick": quick,
@@ -793,17 +865,11 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False
             "final_train_loss": next((e["loss"] for e in reversed(run.history) if e["mode"] == "train"), None),
             "history_file": paths.relative(history_path),
         },
-        "evaluation": {
-            "split": EVAL_SPLIT,
-            "protocol": run.evaluation["protocol"],
-            "protocol_description": run.evaluation["protocol_definition"]["description"],
-            "num_images": run.evaluation["num_images"],
-            "untrained": untrained,
-            "trained": trained,
-            "untrained_scale_ratios": run.untrained_evaluation["scale_ratios"],
-            "trained_scale_ratios": run.evaluation["scale_ratios"],
+        "evaluation": evaluation,
+        "improvement": {
+            "abs_rel_relative_reduction": evaluation[TEST_SET]["relative_change"]["abs_rel"],
+            "val_frames_abs_rel_relative_reduction": evaluation[VAL_FRAMES_SET]["relative_change"]["abs_rel"],
         },
-        "improvement": {"abs_rel_relative_reduction": changes["abs_rel"], "relative_change_positive_is_better": changes},
         "checkpoints": {"untrained": paths.relative(run.untrained_weights), "trained": paths.relative(run.weights)},
         "figures": {"training_curve": paths.relative(curve), "predictions": paths.relative(predictions)},
         "timings_s": timer.seconds,
@@ -814,16 +880,15 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False
 
 
 def format_final_summary(results: dict) -> str:
-    """A few lines: untrained vs trained abs_rel and a1, and wall time per stage."""
-    evaluation = results["evaluation"]
-    lines = [
-        "",
-        "== summary ==",
-        f"{'':<10} {'abs_rel':>8} {'a1':>8}",
-        f"{'untrained':<10} {evaluation['untrained']['abs_rel']:>8.4f} {evaluation['untrained']['a1']:>8.4f}",
-        f"{'trained':<10} {evaluation['trained']['abs_rel']:>8.4f} {evaluation['trained']['a1']:>8.4f}",
-        f"abs_rel {100 * results['improvement']['abs_rel_relative_reduction']:.1f}% lower after training "
-        f"({results['training']['steps']} steps)",
+    """A few lines: untrained vs trained abs_rel and a1 per evaluation set, and wall time per stage."""
+    lines = ["", "== summary ==", f"{'':<22} {'abs_rel':>8} {'a1':>8}"]
+    for eval_set, entry in results["evaluation"].items():
+        lines.append(f"{entry['description']}:")
+        for model in ("untrained", "trained"):
+            lines.append(f"  {model:<20} {entry[model]['abs_rel']:>8.4f} {entry[model]['a1']:>8.4f}")
+        lines.append(f"  abs_rel {100 * entry['relative_change']['abs_rel']:.1f}% lower after training")
+    lines += [
+        f"training: {results['training']['steps']} batches",
         "wall time: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in results["timings_s"].items()
                                   if stage != "total"),
         f"total {sec_to_hm_str(results['timings_s']['total'])} "
