@@ -7,13 +7,14 @@ Example::
 
 Stages (everything is written under ``--out``)::
 
-    data/            synthetic indoor set: data/train/<scene>/ sequences (some low-texture),
-                     data/test/ held-out rooms in the NYUv2 test layout (tools/synthetic_indoor.py)
+    data/            synthetic indoor set (tools/synthetic_indoor.py): data/train/<scene>/ sequences
+                     (some low-texture), data/test/ views of held-out rooms in the NYUv2 test layout,
+                     data/val_frames/ the validation frames of the training rooms in the same layout
     cpose/           coarse poses from COLMAP, summary.json, per-scene colmap.json / colmap.log
     splits/          train_files.txt / val_files.txt of the items that have coarse poses
     logs/<run>/      the training run: checkpoints models/weights_<epoch>/, TensorBoard logs
     untrained/       the network before training (same seed and architecture), as a weights folder
-    eval/<run>/      evaluation results of each checkpoint on data/test
+    eval/<run>/      evaluation results of each checkpoint on test/ and val_frames/
     results.md, results.json, training_curve.png, predictions.png, training_history.json
 
 Training uses every GasMono component (coarse poses with AlignNet, residual
@@ -97,10 +98,10 @@ class DemoSettings:
     Data: ``num_scenes`` training sequences of ``frames_per_scene`` frames,
     ``num_low_texture`` of them plain-painted (COLMAP is expected to fail
     there), rendered at ``render_height x render_width``; a sequence keeps every
-    ``frame_stride``-th rendered frame, so that neighbouring frames are a few
-    pixels of parallax apart at the training resolution (the renderer moves the
-    camera 2-4 cm per frame). ``num_test`` test views of held-out rooms are
-    rendered at ``test_height x test_width`` (480 x 640: the NYUv2 protocol).
+    ``frame_stride``-th rendered frame (larger strides: larger baselines between
+    neighbours, the renderer moves the camera about 4.5 cm per frame).
+    ``num_test`` test views of held-out rooms are rendered at
+    ``test_height x test_width`` (480 x 640: the NYUv2 protocol).
     COLMAP: SIFT on frames downscaled to ``colmap_max_image_size``.
     Training: the flags of ``train.py`` with the same names (``height``,
     ``width``, ``batch_size``, ``learning_rate`` ...).
@@ -115,7 +116,7 @@ class DemoSettings:
     render_width: int = 320
     test_height: int = 480
     test_width: int = 640
-    render_workers: int = 2
+    render_workers: int = 1
     colmap_max_image_size: int = 320
     colmap_max_num_features: int = 4096
     colmap_overlap: int = 6
@@ -141,6 +142,7 @@ class DemoSettings:
     device: str = "cpu"
     eval_batch_size: int = 4
     num_prediction_examples: int = 4
+    num_prediction_val_frames: int = 2
     seed: int = 0
 
     def data_fingerprint(self) -> dict:
@@ -629,42 +631,51 @@ def _median_scaled(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, clamp: t
     return np.clip(pred * ratio, *clamp)
 
 
-def plot_predictions(paths: DemoPaths, checkpoints: dict[str, Path], path: Path, num_examples: int = 4,
-                     device: str = "cpu") -> Path:
-    """A grid with one row per test image: input, the depth of each checkpoint
-    (median-scaled to the ground truth, as in the evaluation) and the ground
-    truth, with one colour scale per row."""
-    protocol = resolve_protocol(EVAL_SPLIT)
-    gt_depths = np.load(paths.test_data / "gt_depths.npz")["data"]
-    names = [line.split()[1] for line in (paths.test_data / "test_files.txt").read_text().splitlines() if line]
-    count = min(num_examples, len(names))
-    indices = np.unique(np.linspace(0, len(names) - 1, count).round().astype(int))
+def _example_rows(folder: Path, eval_set: str, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``count`` evenly spaced ``(label, image, gt)`` of an NYUv2-layout test folder."""
+    names = [line.split()[1] for line in (folder / "test_files.txt").read_text(encoding="utf-8").splitlines()]
+    gt_depths = np.load(folder / "gt_depths.npz")["data"]
+    indices = np.unique(np.linspace(0, len(names) - 1, min(count, len(names))).round().astype(int))
+    rows = []
+    for index in indices:
+        with Image.open(folder / "color" / f"{names[index]}.png") as image:
+            rows.append((f"{eval_set} {names[index]}", np.asarray(image.convert("RGB")), gt_depths[index]))
+    return rows
+
+
+def plot_predictions(paths: DemoPaths, checkpoints: dict[str, Path], path: Path, num_test: int = 4,
+                     num_val_frames: int = 2, device: str = "cpu") -> Path:
+    """A grid with one row per image (``num_test`` views of the held-out rooms,
+    then ``num_val_frames`` validation frames of the training rooms): the
+    input, the depth of each checkpoint (median-scaled to the ground truth, as
+    in the evaluation) and the ground truth, with one colour scale per row."""
+    rows = []
+    for eval_set, folder, count in ((TEST_SET, paths.test_data, num_test),
+                                    (VAL_FRAMES_SET, paths.val_frames_data, num_val_frames)):
+        protocol = resolve_protocol(EVAL_SPLIT, EVAL_PROTOCOLS[eval_set])
+        rows += [(*row, protocol) for row in _example_rows(folder, eval_set, count)] if count else []
     estimators = {label: DepthEstimator.from_checkpoint(folder, device=device) for label, folder in checkpoints.items()}
     columns = ["input", *checkpoints, "ground truth"]
-    figure = Figure(figsize=(2.6 * len(columns) + 0.6, 2.1 * len(indices)), dpi=100)
-    grid = figure.subplots(len(indices), len(columns), squeeze=False)
-    for row, index in enumerate(indices):
-        image = np.asarray(Image.open(paths.test_data / "color" / f"{names[index]}.png").convert("RGB"))
-        gt = gt_depths[index]
+    figure = Figure(figsize=(2.6 * len(columns) + 0.6, 2.1 * len(rows)), dpi=100)
+    grid = figure.subplots(len(rows), len(columns), squeeze=False)
+    for row, (label, image, gt, protocol) in enumerate(rows):
         valid = protocol.valid_mask(gt)
         low, high = np.percentile(gt[valid], [1, 99])
-        panels = [image]
-        for estimator in estimators.values():
-            panels.append(_median_scaled(estimator.predict(image), gt, valid, protocol.clamp))
+        panels = [_median_scaled(estimator.predict(image), gt, valid, protocol.clamp)
+                  for estimator in estimators.values()]
         panels.append(np.where(gt > 0, gt, np.nan))
-        for column, panel in enumerate(panels):
-            axes = grid[row, column]
-            if column == 0:
-                axes.imshow(panel)
-            else:
-                shown = axes.imshow(panel, cmap="magma_r", vmin=low, vmax=high)
+        grid[row, 0].imshow(image)
+        for column, panel in enumerate(panels, start=1):
+            shown = grid[row, column].imshow(panel, cmap="magma_r", vmin=low, vmax=high)
+        for column, axes in enumerate(grid[row]):
             axes.set_xticks([])
             axes.set_yticks([])
             if row == 0:
                 axes.set_title(columns[column], fontsize=9)
-        grid[row, 0].set_ylabel(f"test {names[index]}", fontsize=8)
+        grid[row, 0].set_ylabel(label, fontsize=8)
         figure.colorbar(shown, ax=grid[row, -1], fraction=0.046, pad=0.03, label="m")
-    figure.suptitle("depth (median-scaled to the ground truth), colour scale shared per row", fontsize=9)
+    figure.suptitle("depth (median-scaled to the ground truth), colour scale shared per row; "
+                    "test: held-out rooms, val_frames: training rooms", fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
     return path
@@ -845,7 +856,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False
         curve = plot_training_curve(run.history, paths.out / "training_curve.png", settings)
         predictions = plot_predictions(paths, {"untrained": run.untrained_weights, "trained": run.weights},
                                        paths.out / "predictions.png", settings.num_prediction_examples,
-                                       settings.device)
+                                       settings.num_prediction_val_frames, settings.device)
     timer.seconds["total"] = round(time.perf_counter() - start, 2)
 
     evaluation = compare_evaluations(run.untrained_evaluation, run.evaluation)
