@@ -107,3 +107,12 @@ def test_quick_demo_writes_every_artefact(tmp_path):
     assert "== summary ==" in result.stdout
     trained_abs_rel = results["evaluation"]["test"]["trained"]["abs_rel"]
     assert re.search(rf"trained\s+{trained_abs_rel:.4f}\s", result.stdout)
+
+
+def test_demo_refuses_a_file_as_output_folder(tmp_path):
+    out = tmp_path / "results.txt"
+    out.write_text("not a folder")
+    result = _run("demo", "--quick", "--out", str(out), timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: --out must be a folder, but {out} is a file"
+    assert out.read_text() == "not a folder"

@@ -74,8 +74,7 @@ VARIANTS = (
 def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Sequence[Variant] = VARIANTS,
                  quick: bool = False, progress: bool = True) -> dict:
     """Train and evaluate every variant; returns the ``ablation.json`` content."""
-    paths = DemoPaths(Path(out).resolve())
-    paths.out.mkdir(parents=True, exist_ok=True)
+    paths = DemoPaths.create(out)
     load_start = [round(value, 2) for value in os.getloadavg()]
     timer = StageTimer()
     start = time.perf_counter()

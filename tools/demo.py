@@ -230,6 +230,15 @@ class DemoPaths:
     def untrained(self) -> Path:
         return self.out / "untrained"
 
+    @classmethod
+    def create(cls, out: str | os.PathLike) -> "DemoPaths":
+        """The paths under ``out``, which is created (a file there is an error)."""
+        out = Path(out).resolve()
+        if out.exists() and not out.is_dir():
+            raise GasMonoError(f"--out must be a folder, but {out} is a file")
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(out)
+
     def relative(self, path: Path) -> str:
         """``path`` relative to ``out`` (as written into result files)."""
         return str(Path(path).resolve().relative_to(self.out.resolve()))
@@ -841,8 +850,7 @@ def compare_evaluations(untrained: dict[str, dict], trained: dict[str, dict]) ->
 
 def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False, progress: bool = True) -> dict:
     """Run every stage and write the results under ``out``; returns the ``results.json`` content."""
-    paths = DemoPaths(Path(out).resolve())
-    paths.out.mkdir(parents=True, exist_ok=True)
+    paths = DemoPaths.create(out)
     load_start = [round(value, 2) for value in os.getloadavg()]
     timer = StageTimer()
     start = time.perf_counter()
@@ -922,7 +930,9 @@ def build_parser(description: str = "Run the whole GasMono pipeline (synthetic d
                         help="tiny sizes and 2 short epochs: every stage in a few minutes (a smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, COLMAP, the split and training")
     parser.add_argument("--device", type=str, default="cpu", help="device for training and evaluation")
-    parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
+                             "bar per epoch)")
     return parser
 
 
