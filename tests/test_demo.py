@@ -116,3 +116,31 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: --out must be a folder, but {out} is a file"
     assert out.read_text() == "not a folder"
+
+
+def _metrics(abs_rel: float) -> dict[str, float]:
+    from layers import DEPTH_METRIC_NAMES
+
+    return {name: (abs_rel if name == "abs_rel" else 0.5) for name in DEPTH_METRIC_NAMES}
+
+
+def test_ablation_table_reports_the_change_of_abs_rel_with_its_sign():
+    from tools.ablate import comparison_table
+    from tools.demo import TEST_SET, VAL_FRAMES_SET
+
+    untrained = {TEST_SET: _metrics(0.2), VAL_FRAMES_SET: _metrics(0.1)}
+    results = {
+        "untrained": untrained,
+        "variants": {
+            "full": {"metrics": {TEST_SET: _metrics(0.1), VAL_FRAMES_SET: _metrics(0.11)},
+                     "abs_rel_reduction_vs_untrained": {TEST_SET: 0.5, VAL_FRAMES_SET: -0.1},
+                     "train_seconds": 12.4, "batches": 7},
+        },
+    }
+    table = comparison_table(results).splitlines()
+    assert table[0].startswith("| model | abs_rel |") and table[0].endswith("| train s | batches |")
+    untrained_row = [cell.strip() for cell in table[2].strip("|").split("|")]
+    full_row = [cell.strip() for cell in table[3].strip("|").split("|")]
+    assert untrained_row[:2] == ["untrained", "0.2000"] and untrained_row[-5:] == ["", "0.1000", "", "", ""]
+    assert full_row[:2] == ["full", "0.1000"]
+    assert full_row[-5:] == ["-50.0%", "0.1100", "+10.0%", "12", "7"]

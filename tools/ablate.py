@@ -113,7 +113,7 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
                 for eval_set in metrics
             },
             "train_seconds": run.seconds["training"],
-            "steps": run.steps,
+            "batches": run.steps,
             "weights": paths.relative(run.weights),
         }
     atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "ablation.json")
@@ -129,7 +129,7 @@ def comparison_table(results: dict) -> str:
     """Markdown table: the test-set metrics per variant, the change of abs_rel
     against the untrained network (test rooms and validation frames of the
     training rooms) and the training time."""
-    names = ("test abs_rel vs untrained", "val frames abs_rel", "val frames vs untrained", "train s", "steps")
+    names = ("test abs_rel vs untrained", "val frames abs_rel", "val frames vs untrained", "train s", "batches")
     rows = {"untrained": results["untrained"][TEST_SET]}
     extra = {"untrained": dict.fromkeys(names, "")}
     extra["untrained"]["val frames abs_rel"] = f"{results['untrained'][VAL_FRAMES_SET]['abs_rel']:.4f}"
@@ -141,7 +141,7 @@ def comparison_table(results: dict) -> str:
             "val frames abs_rel": f"{variant['metrics'][VAL_FRAMES_SET]['abs_rel']:.4f}",
             "val frames vs untrained": f"{-100 * change[VAL_FRAMES_SET]:+.1f}%",
             "train s": f"{variant['train_seconds']:.0f}",
-            "steps": str(variant["steps"]),
+            "batches": str(variant["batches"]),
         }
     return markdown_metrics_table(rows, extra)
 
@@ -161,6 +161,8 @@ def ablation_markdown(results: dict) -> str:
         "well each run fits the rooms it trained on.",
         "",
         comparison_table(results),
+        "",
+        "The \"vs untrained\" columns are the relative change of abs_rel (negative: lower, better).",
         "",
         *(f"- `{name}`: {variant['description']}" for name, variant in results["variants"].items()),
         "",
