@@ -107,6 +107,7 @@ def test_quick_demo_writes_every_artefact(tmp_path):
     assert "== summary ==" in result.stdout
     trained_abs_rel = results["evaluation"]["test"]["trained"]["abs_rel"]
     assert re.search(rf"trained\s+{trained_abs_rel:.4f}\s", result.stdout)
+    assert "target (abs_rel on the held-out rooms at least 30% lower than untrained): " in result.stdout
 
 
 def test_demo_refuses_a_file_as_output_folder(tmp_path):
@@ -144,3 +145,15 @@ def test_ablation_table_reports_the_change_of_abs_rel_with_its_sign():
     assert untrained_row[:2] == ["untrained", "0.2000"] and untrained_row[-5:] == ["", "0.1000", "", "", ""]
     assert full_row[:2] == ["full", "0.1000"]
     assert full_row[-5:] == ["-50.0%", "0.1100", "+10.0%", "12", "7"]
+
+
+@pytest.mark.parametrize("reduction, expected", [
+    (0.35, "reached (35.0% lower)"),
+    (0.12, "not reached (12.0% lower)"),
+    (-0.023, "not reached (2.3% higher)"),
+])
+def test_demo_summary_states_whether_the_target_is_reached(reduction, expected):
+    from tools.demo import target_verdict
+
+    verdict = target_verdict({"improvement": {"abs_rel_relative_reduction": reduction}})
+    assert verdict == f"target (abs_rel on the held-out rooms at least 30% lower than untrained): {expected}"
