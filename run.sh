@@ -10,7 +10,7 @@ usage: bash run.sh <command> [arguments]
   demo [--quick] [--out DIR] [--seed N]
         the whole pipeline on bundled synthetic data on the CPU: render scenes, COLMAP coarse
         poses, train GasMono with every component, evaluate untrained vs trained; results,
-        figures and checkpoints go to DIR (default demo_output/). About 15 minutes on 2 cores;
+        figures and checkpoints go to DIR (default demo_output/). About 10 minutes on 2 cores;
         --quick runs every stage at tiny sizes in under 3 minutes.
   ablate [--quick] [--out DIR] [--seed N]
         the demo's schedule trained four ways (full; without coarse poses; without

@@ -2,7 +2,7 @@
 
 Example::
 
-    python tools/ablate.py --out ablation_output            # four demo-length runs (about 45 minutes on 2 cores)
+    python tools/ablate.py --out ablation_output            # four demo-length runs (about 25 minutes on 2 cores)
     python tools/ablate.py --out ablation_output --quick    # tiny sizes, a smoke test
 
 Renders the data and computes the coarse poses once (as ``tools/demo.py`` does,

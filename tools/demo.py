@@ -2,7 +2,7 @@
 
 Example::
 
-    python tools/demo.py --out demo_output            # about 15 minutes on 2 cores
+    python tools/demo.py --out demo_output            # about 10 minutes on 2 cores
     python tools/demo.py --out demo_output --quick    # every stage, tiny sizes, under 3 minutes
 
 Stages (everything is written under ``--out``)::
@@ -164,7 +164,7 @@ class DemoSettings:
 
 
 def full_settings(seed: int = 0) -> DemoSettings:
-    """The full demo: about 15 minutes on 2 CPU cores."""
+    """The full demo: about 10 minutes on 2 CPU cores."""
     return DemoSettings(seed=seed)
 
 
