@@ -46,15 +46,9 @@ if [ $# -gt 0 ]; then
 fi
 
 case "$command" in
-    demo)
+    demo | ablate)
         ensure_venv
-        export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-        exec .venv/bin/python tools/demo.py "$@"
-        ;;
-    ablate)
-        ensure_venv
-        export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-        exec .venv/bin/python tools/ablate.py "$@"
+        exec .venv/bin/python "tools/$command.py" "$@"
         ;;
     train)
         if [ $# -lt 1 ]; then

@@ -42,6 +42,7 @@ from tools.demo import (  # noqa: E402
     StageTimer,
     build_parser,
     configure_logging,
+    finite_metrics,
     machine_info,
     markdown_metrics_table,
     metric_changes,
@@ -49,7 +50,6 @@ from tools.demo import (  # noqa: E402
     settings_from_args,
     train_and_evaluate,
 )
-from layers import DEPTH_METRIC_NAMES  # noqa: E402
 from utils import atomic_write_text, cli_entry_point  # noqa: E402
 
 
@@ -87,7 +87,8 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
     timer.seconds["total"] = round(time.perf_counter() - start, 2)
 
     untrained = runs[variants[0].name].untrained_evaluation
-    untrained_metrics = {eval_set: _metrics(result) for eval_set, result in untrained.items()}
+    untrained_metrics = {eval_set: finite_metrics(result, f"untrained on {eval_set}")
+                         for eval_set, result in untrained.items()}
     results = {
         "quick": quick,
         "settings": dataclasses.asdict(settings),
@@ -102,7 +103,8 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
     }
     for variant in variants:
         run = runs[variant.name]
-        metrics = {eval_set: _metrics(result) for eval_set, result in run.evaluation.items()}
+        metrics = {eval_set: finite_metrics(result, f"{variant.name} on {eval_set}")
+                   for eval_set, result in run.evaluation.items()}
         results["variants"][variant.name] = {
             "description": variant.description,
             "use_coarse_pose": variant.use_coarse_pose,
@@ -119,10 +121,6 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
     atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "ablation.json")
     atomic_write_text(ablation_markdown(results), paths.out / "ablation.md")
     return results
-
-
-def _metrics(result: dict) -> dict[str, float]:
-    return {name: float(result["metrics"][name]) for name in DEPTH_METRIC_NAMES}
 
 
 def comparison_table(results: dict) -> str:

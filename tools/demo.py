@@ -55,6 +55,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import networks  # noqa: E402
+from datasets.eval_base import read_depth_image  # noqa: E402
 from datasets.nyu_dataset import DEPTH_PNG_SCALE, parse_split_line  # noqa: E402
 from datasets.splits import list_scene_frames, write_split_files  # noqa: E402
 from evaluation import evaluate_checkpoint  # noqa: E402
@@ -406,8 +407,7 @@ def write_frame_test_set(paths: DemoPaths, items: Sequence[tuple[str, int]], fol
     for index, (scene, frame) in enumerate(items, start=1):
         with Image.open(paths.train_data / scene / f"{frame:06d}.jpg") as image:
             image.convert("RGB").save(folder / "color" / f"{index:04d}.png")
-        with Image.open(paths.train_data / scene / "depth" / f"{frame:06d}.png") as depth_png:
-            depths.append(np.asarray(depth_png, dtype=np.float32) / DEPTH_PNG_SCALE)
+        depths.append(read_depth_image(paths.train_data / scene / "depth" / f"{frame:06d}.png", DEPTH_PNG_SCALE))
     np.savez_compressed(folder / "gt_depths.npz", data=np.stack(depths))
     atomic_write_text("".join(f"color {index:04d} l\n" for index in range(1, len(items) + 1)),
                       folder / "test_files.txt")
@@ -529,11 +529,6 @@ class RunResult:
     untrained_weights: Path | None = None
     untrained_evaluation: dict[str, dict] | None = None
 
-    @property
-    def metrics(self) -> dict[str, float]:
-        """The metrics on the held-out test rooms."""
-        return self.evaluation[TEST_SET]["metrics"]
-
 
 def train_and_evaluate(
     paths: DemoPaths,
@@ -593,8 +588,7 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def plot_training_curve(history: Sequence[dict], path: Path, settings: DemoSettings,
-                        use_self_distillation: bool = True, title: str = "GasMono training") -> Path:
+def plot_training_curve(history: Sequence[dict], path: Path, settings: DemoSettings) -> Path:
     """Train loss per step, validation losses, epoch boundaries and the start of
     the self-distillation passes (and the end of the distillation weight ramp)."""
     train = [entry for entry in history if entry["mode"] == "train"]
@@ -619,17 +613,16 @@ def plot_training_curve(history: Sequence[dict], path: Path, settings: DemoSetti
     for epoch, step in sorted(first_step.items()):
         axes.annotate(f"ep {epoch}", (step, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="gray",
                       va="top", ha="left")
-    if use_self_distillation:
-        if settings.iiters > 1 and settings.iiters_start_epoch in first_step:
-            step = first_step[settings.iiters_start_epoch]
-            axes.axvline(step - 0.5, color="tab:red", linewidth=1.5,
-                         label=f"self-distillation: {settings.iiters} passes per batch from here")
-        if settings.wpp_ramp_epochs in first_step:
-            axes.axvline(first_step[settings.wpp_ramp_epochs] - 0.5, color="tab:green", linestyle="--",
-                         linewidth=1.2, label=f"distillation weight reaches wpp = {settings.wpp:g}")
+    if settings.iiters > 1 and settings.iiters_start_epoch in first_step:
+        step = first_step[settings.iiters_start_epoch]
+        axes.axvline(step - 0.5, color="tab:red", linewidth=1.5,
+                     label=f"self-distillation: {settings.iiters} passes per batch from here")
+    if settings.wpp_ramp_epochs in first_step:
+        axes.axvline(first_step[settings.wpp_ramp_epochs] - 0.5, color="tab:green", linestyle="--",
+                     linewidth=1.2, label=f"distillation weight reaches wpp = {settings.wpp:g}")
     axes.set_xlabel("step (batch)")
     axes.set_ylabel("total loss")
-    axes.set_title(title)
+    axes.set_title("GasMono training")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
@@ -838,7 +831,8 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _finite_metrics(evaluation: dict, label: str) -> dict[str, float]:
+def finite_metrics(evaluation: dict, label: str) -> dict[str, float]:
+    """The depth metrics of an evaluation result as floats; a non-finite one is logged with ``label``."""
     metrics = {name: float(evaluation["metrics"][name]) for name in DEPTH_METRIC_NAMES}
     bad = [name for name, value in metrics.items() if not math.isfinite(value)]
     if bad:
@@ -850,8 +844,8 @@ def compare_evaluations(untrained: dict[str, dict], trained: dict[str, dict]) ->
     """Per evaluation set: protocol, image count, both metric sets and their relative change."""
     comparison = {}
     for eval_set, result in trained.items():
-        before = _finite_metrics(untrained[eval_set], f"untrained on {eval_set}")
-        after = _finite_metrics(result, f"trained on {eval_set}")
+        before = finite_metrics(untrained[eval_set], f"untrained on {eval_set}")
+        after = finite_metrics(result, f"trained on {eval_set}")
         comparison[eval_set] = {
             "description": EVAL_SET_TITLES[eval_set],
             "protocol": result["protocol"],
