@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from det_weights import fill_
+from deterministic_weights import fill_
 from PIL import Image
 
 import evaluate_depth

@@ -1,14 +1,15 @@
 """The trainer's losses against the release's ``process_batch`` on the
-reference batch (``../shared/reference/loss_*``, README section 5)."""
+reference batch (``tests/fixtures/loss_*``, see ``tests/parity_fixtures.py``):
+losses within 1e-4 relative, the self-distillation loss and its state within
+5e-4, automask fractions within 1e-3."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
+from deterministic_weights import fill_
+from parity_fixtures import load_loss_batch, load_loss_reference
 
-from det_weights import fill_
 from options import GasMonoOptions
 from trainer import Trainer
 
@@ -20,30 +21,14 @@ LOSS_TOLERANCE = 1e-4
 DISTILL_TOLERANCE = 5e-4
 
 
-def _load_batch(path) -> dict:
-    data = np.load(path)
-    batch = {}
-    for frame_id in (0, -1, 1):
-        for scale in range(4):
-            for kind in ("color", "color_aug"):
-                batch[(kind, frame_id, scale)] = torch.from_numpy(
-                    data[f"{kind}_{frame_id}_{scale}"].astype(np.float32) / 255)
-    for scale in range(4):
-        batch[("K", scale)] = torch.from_numpy(data[f"K_{scale}"])
-        batch[("inv_K", scale)] = torch.from_numpy(data[f"inv_K_{scale}"])
-    for frame_id in (-1, 1):
-        batch[("pose_gt", frame_id)] = torch.from_numpy(data[f"pose_gt_{frame_id}"])
-    return batch
+@pytest.fixture(scope="module")
+def reference():
+    return load_loss_reference()
 
 
 @pytest.fixture(scope="module")
-def reference(reference_dir):
-    return json.loads((reference_dir / "loss_reference.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def batch(reference_dir):
-    return _load_batch(reference_dir / "loss_batch.npz")
+def batch():
+    return load_loss_batch()
 
 
 @pytest.fixture(scope="module")

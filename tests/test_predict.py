@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from det_weights import fill_
+from deterministic_weights import fill_
 from PIL import Image
 from skimage.data import stereo_motorcycle
 

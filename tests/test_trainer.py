@@ -5,10 +5,10 @@ Training runs on real data (learning, resume, DDP) are in
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from parity_fixtures import load_loss_batch
 
 from options import GasMonoOptions
 from trainer import Trainer
@@ -20,24 +20,24 @@ BASE_FLAGS = ["--height", str(HEIGHT), "--width", str(WIDTH), "--batch_size", "2
 
 
 @pytest.fixture(scope="module")
-def small_batch(reference_dir) -> dict:
+def small_batch() -> dict:
     """The reference loss batch, area-downsampled to 64 x 96 (intrinsics scaled)."""
-    data = np.load(reference_dir / "loss_batch.npz")
+    full_batch = load_loss_batch()
     batch = {}
     for frame_id in (0, -1, 1):
         for kind in ("color", "color_aug"):
-            full = torch.from_numpy(data[f"{kind}_{frame_id}_0"].astype(np.float32) / 255)
+            full = full_batch[(kind, frame_id, 0)]
             for scale in range(4):
                 size = (HEIGHT // 2**scale, WIDTH // 2**scale)
                 batch[(kind, frame_id, scale)] = F.interpolate(full, size=size, mode="area")
     for scale in range(4):
-        K = torch.from_numpy(data[f"K_{scale}"]).clone()
-        K[:, 0, :] *= (WIDTH // 2**scale) / (320 // 2**scale)
-        K[:, 1, :] *= (HEIGHT // 2**scale) / (256 // 2**scale)
+        K = full_batch[("K", 0)].clone()
+        K[:, 0, :] *= (WIDTH // 2**scale) / 320
+        K[:, 1, :] *= (HEIGHT // 2**scale) / 256
         batch[("K", scale)] = K
         batch[("inv_K", scale)] = torch.linalg.pinv(K)
     for frame_id in (-1, 1):
-        batch[("pose_gt", frame_id)] = torch.from_numpy(data[f"pose_gt_{frame_id}"])
+        batch[("pose_gt", frame_id)] = full_batch[("pose_gt", frame_id)]
     return batch
 
 
