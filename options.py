@@ -1,10 +1,13 @@
 """Command-line options shared by training, evaluation and prediction.
 
-One argparse class, as in Monodepth2-style code. Flags keep the names and
-defaults of the GasMono release so that published recipes keep working; the
-code reads descriptive names derived from them in one place
-(:class:`trainer_recipe.Recipe`). Options the release did not have are marked
-"(new)" in their help text.
+One argparse class, as in Monodepth2-style code. Flags keep the names of the
+GasMono release so that published recipes keep working, and every flag the
+release has keeps the release's default; the one intended difference is
+``--models_to_load``, which defaults to all six networks (the release's list
+omits AlignNet, ``trans_encoder`` and ``trans``, and so re-initialised it on
+resume). The code reads descriptive names derived from the flags in one place
+(:class:`losses.Recipe`). Options the release did not have are marked "(new)"
+in their help text.
 """
 from __future__ import annotations
 
@@ -103,10 +106,10 @@ class GasMonoOptions:
         group.add_argument("--lr_gamma", type=float, default=0.9,
                            help="(new) ExponentialLR factor, applied at the start of every epoch")
         group.add_argument("--num_epochs", type=int, default=40, help="number of epochs")
-        group.add_argument("--scheduler_step_size", type=int, default=15,
+        group.add_argument("--scheduler_step_size", type=int, default=20,
                            help="kept from Monodepth2 for compatibility; GasMono decays the learning rate "
                                 "every epoch (see --lr_gamma), so this has no effect")
-        group.add_argument("--iiters", type=int, default=1,
+        group.add_argument("--iiters", type=int, default=2,
                            help="self-distillation passes over each batch (an optimiser step each) from epoch "
                                 "--iiters_start_epoch on; earlier epochs use one pass")
         group.add_argument("--iiters_start_epoch", type=int, default=10,
@@ -124,12 +127,12 @@ class GasMonoOptions:
                                 "coarse-warped sources, auto-masked); only with --use_posegt")
         group.add_argument("--selfpp", action="store_true",
                            help="enable iterative self-distillation from the per-pixel best disparity")
-        group.add_argument("--wpp", type=float, default=0.2,
+        group.add_argument("--wpp", type=float, default=0.1,
                            help="weight of the self-distillation loss, ramped up linearly over the first "
                                 "--wpp_ramp_epochs epochs")
         group.add_argument("--wpp_ramp_epochs", type=int, default=20,
                            help="(new) epochs over which the self-distillation weight ramps from 0 to --wpp")
-        group.add_argument("--sscale", type=float, default=1.0,
+        group.add_argument("--sscale", type=int, default=0,
                            help="accepted for compatibility with the release's scripts; unused by the "
                                 "GasMono recipe (no effect)")
         group.add_argument("--v1_multiscale", action="store_true",
@@ -154,7 +157,7 @@ class GasMonoOptions:
         group.add_argument("--no_cuda", action="store_true", help="run on the CPU even if CUDA is available")
         group.add_argument("--device", type=str, default="auto",
                            help="(new) 'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
-        group.add_argument("--num_workers", type=int, default=12, help="data loader workers")
+        group.add_argument("--num_workers", type=int, default=4, help="data loader workers")
         group.add_argument("--seed", type=int, default=0, help="(new) random seed")
         group.add_argument("--deterministic", action="store_true",
                            help="(new) deterministic algorithms (slower; exact repeatability)")
@@ -167,7 +170,8 @@ class GasMonoOptions:
                            help="weights_<epoch> folder to load (training: resumes optimiser, scheduler, epoch "
                                 "and step when training_state.pth is there)")
         group.add_argument("--models_to_load", nargs="+", type=str, default=list(MODEL_NAMES),
-                           help="models to load from --load_weights_folder")
+                           help="models to load from --load_weights_folder (all six; the release's default "
+                                "omits trans_encoder and trans)")
         group.add_argument("--log_frequency", type=int, default=250, help="steps between TensorBoard logs")
         group.add_argument("--save_frequency", type=int, default=1, help="epochs between checkpoints")
 

@@ -1,6 +1,7 @@
 """Options: release flag names and defaults, validation with one-line errors."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -18,6 +19,44 @@ RELEASE_FLAGS = (
     "save_pred_disps no_eval eval_eigen_to_benchmark eval_out_dir post_process iiters selfpp wpp sscale "
     "use_posegt www"
 ).split()
+
+
+# The release's options.py defaults (paths aside), flag -> (value, type).
+RELEASE_DEFAULTS = {
+    "height": (256, int), "width": (320, int), "disparity_smoothness": (1e-3, float), "scales": ([0, 1, 2, 3], list),
+    "min_depth": (0.1, float), "max_depth": (10.0, float), "frame_ids": ([0, -1, 1], list),
+    "batch_size": (12, int), "learning_rate": (1e-4, float), "num_epochs": (40, int),
+    "scheduler_step_size": (20, int), "num_layers": (18, int), "weights_init": ("pretrained", str),
+    "pose_model_input": ("pairs", str), "pose_model_type": ("separate_resnet", str), "num_workers": (4, int),
+    "log_frequency": (250, int), "save_frequency": (1, int), "pred_depth_scale_factor": (1, float),
+    "eval_split": ("nyu", str), "model_name": ("mdp", str), "split": ("nyu", str), "dataset": ("nyu", str),
+    "iiters": (2, int), "wpp": (0.1, float), "sscale": (0, int), "www": (0.2, float),
+}
+RELEASE_SWITCHES = (
+    "png use_stereo v1_multiscale avg_reprojection disable_automasking predictive_mask no_ssim no_cuda "
+    "eval_stereo eval_mono disable_median_scaling save_pred_disps no_eval eval_eigen_to_benchmark post_process "
+    "selfpp use_posegt"
+).split()
+
+
+@pytest.mark.parametrize("flag", sorted(RELEASE_DEFAULTS))
+def test_release_flag_defaults(flag):
+    value, kind = RELEASE_DEFAULTS[flag]
+    parsed = getattr(GasMonoOptions().parse([]), flag)
+    assert type(parsed) is kind and parsed == value, f"--{flag}: {parsed!r}, release {value!r}"
+
+
+def test_release_switches_default_off_and_models_to_load_is_the_one_difference():
+    options = GasMonoOptions().parse([])
+    assert [flag for flag in RELEASE_SWITCHES if getattr(options, flag) is not False] == []
+    assert options.models_to_load == list(MODEL_NAMES)
+
+
+def test_help_shows_the_release_defaults():
+    help_text = " ".join(GasMonoOptions().parser.format_help().split())
+    for flag, default in (("iiters", "2"), ("wpp", "0.1"), ("scheduler_step_size", "20"), ("num_workers", "4"),
+                          ("sscale", "0")):
+        assert re.search(rf"--{flag} {flag.upper()} .*?\(default: {re.escape(default)}\)", help_text), flag
 
 
 def test_every_release_flag_exists_with_recipe_defaults():

@@ -480,6 +480,8 @@ def training_flags(
     if use_self_distillation:
         flags += ["--selfpp", "--wpp", repr(settings.wpp), "--wpp_ramp_epochs", str(settings.wpp_ramp_epochs),
                   "--iiters", str(settings.iiters), "--iiters_start_epoch", str(settings.iiters_start_epoch)]
+    else:
+        flags += ["--iiters", "1"]
     return flags
 
 
