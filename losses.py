@@ -100,6 +100,40 @@ def min_over_candidates(errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return min_error, index
 
 
+def identity_errors_by_scale(identity_errors: torch.Tensor, num_scales: int, noise_std: float) -> list[torch.Tensor]:
+    """The identity (auto-masking) errors of each scale with the release's tie-break noise.
+
+    The release adds a fresh ``N(0, noise_std^2)`` draw to the identity errors
+    in place at every scale, so the noise accumulates: the errors of scale
+    ``s`` carry the sum of the ``s + 1`` draws ``0..s`` (variance
+    ``(s + 1) * noise_std^2``). Where auto-masking picks an identity term,
+    the per-pixel minimum then differs between scales only by this noise,
+    which decides the scale the best disparity of self-distillation comes
+    from. Draws come from the global torch generator of the tensor's device.
+
+    Args:
+        identity_errors: ``B x K x H x W`` errors without noise.
+        num_scales: number of scales.
+        noise_std: standard deviation of one draw; 0 adds no noise.
+
+    Returns:
+        ``num_scales`` tensors ``B x K x H x W``, scale 0 first.
+    """
+    by_scale = []
+    errors = identity_errors
+    for _ in range(num_scales):
+        if noise_std > 0:
+            errors = errors + torch.randn_like(errors) * noise_std
+        by_scale.append(errors)
+    return by_scale
+
+
+def with_identity(identity_errors: torch.Tensor | None, errors: torch.Tensor) -> torch.Tensor:
+    """Prepend the identity candidates (when auto-masking) to ``errors``:
+    ``B x (K_identity + K) x H x W``."""
+    return errors if identity_errors is None else torch.cat([identity_errors, errors], 1)
+
+
 def self_distillation_loss(best_disp: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """``mean(log(1 + |best - disp|))`` with ``best`` a constant (no gradient)."""
     return torch.log(1 + torch.abs(best_disp.detach() - disp)).mean()

@@ -4,8 +4,7 @@ One :class:`Trainer` driven by the options of :mod:`options`:
 ``process_batch`` runs depth, the coarse-pose warp through AlignNet
 (``generate_images_posegt``), PoseNet (``predict_poses``) and the multi-scale
 reprojection (``generate_images_pred``); ``compute_losses`` adds the
-photometric, coarse-pose, smoothness and self-distillation terms. See
-``method.md`` sections 4-6 for the recipe.
+photometric, coarse-pose, smoothness and self-distillation terms.
 
 Runs on CPU or CUDA, single process or DDP under ``torchrun``; checkpoints are
 written atomically in the release's folder layout and a run resumes exactly
@@ -41,7 +40,15 @@ from layers import (
     transformation_from_parameters,
     warp_image,
 )
-from losses import BestDisparity, Recipe, mean_normalised, min_over_candidates, self_distillation_loss
+from losses import (
+    BestDisparity,
+    Recipe,
+    identity_errors_by_scale,
+    mean_normalised,
+    min_over_candidates,
+    self_distillation_loss,
+    with_identity,
+)
 from utils import (
     PROJECT_ROOT,
     GasMonoError,
@@ -57,8 +64,8 @@ logger = logging.getLogger(__name__)
 
 Batch = dict[Any, torch.Tensor]
 
-# Parameters the release builds but never uses in the loss (networks.md 2.4 and
-# 3.1): the depth decoder's scale-0 mask head and level-0 edge convolutions, and
+# Parameters the release builds but never uses in the loss: the depth
+# decoder's scale-0 mask head and level-0 edge convolutions, and
 # the ResNets' ImageNet classifier. They never receive a gradient, so AdamW
 # skips them; marking them frozen lets DDP run without unused-parameter search.
 UNUSED_PARAMETER_PREFIXES = {
@@ -438,17 +445,30 @@ class Trainer:
                     outputs[("cam_T_cam", 0, frame_id)], self.backproject, self.project,
                 )
 
-    def _photometric_errors(self, predictions: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        """Stack ``pe(prediction, target)`` of each prediction -> ``B x K x H x W``
-        (the channel mean with ``--avg_reprojection``)."""
+    def _photometric_errors(self, predictions: list[torch.Tensor], target: torch.Tensor,
+                            average: bool = False) -> torch.Tensor:
+        """Stack ``pe(prediction, target)`` of each prediction -> ``B x K x H x W``,
+        or their channel mean ``B x 1 x H x W`` when ``average``."""
         errors = torch.cat([photometric_error(prediction, target, self.ssim) for prediction in predictions], 1)
-        if self.recipe.average_reprojection:
+        if average:
             errors = errors.mean(1, keepdim=True)
         return errors
 
     def compute_losses(self, inputs: Batch, outputs: dict) -> dict[str, torch.Tensor]:
         """Multi-scale auto-masked photometric loss, coarse-pose term,
-        smoothness and iterative self-distillation (method.md section 5).
+        smoothness and iterative self-distillation.
+
+        At every scale ``s``: the per-pixel minimum over the identity errors
+        (auto-masking; with the release's tie-break noise accumulated over
+        scales ``0..s``, see :func:`losses.identity_errors_by_scale`) and the
+        reprojection errors; with coarse poses ``www`` times the mean of the
+        per-pixel minimum over the same identity errors and the errors of the
+        coarse-warped sources (never averaged over sources, also with
+        ``--avg_reprojection``); the smoothness term. The total is the sum
+        over scales plus the weighted self-distillation loss, divided by the
+        number of scales. ``losses["coarse_pose_loss"]`` is the weighted
+        coarse-pose term averaged over scales, i.e. its share of
+        ``losses["loss"]``.
 
         Updates ``self.distill_state`` (the carried best disparity) when
         self-distillation is on; ``process_batch`` resets it per new batch
@@ -458,38 +478,38 @@ class Trainer:
         target = inputs[("color", 0, 0)]
         losses: dict[str, torch.Tensor] = {}
 
-        identity_errors = None
+        identity_by_scale: list[torch.Tensor | None] = [None] * self.num_scales
         if recipe.use_automasking:
             identity_errors = self._photometric_errors(
-                [inputs[("color", frame_id, 0)] for frame_id in self.source_frames], target)
-            if self.tie_break_noise_std > 0:
-                identity_errors = identity_errors + torch.randn_like(identity_errors) * self.tie_break_noise_std
+                [inputs[("color", frame_id, 0)] for frame_id in self.source_frames], target,
+                recipe.average_reprojection)
+            identity_by_scale = identity_errors_by_scale(identity_errors, self.num_scales, self.tie_break_noise_std)
 
-        def with_identity(errors: torch.Tensor) -> torch.Tensor:
-            return errors if identity_errors is None else torch.cat([identity_errors, errors], 1)
-
-        coarse_pose_term = None
+        coarse_errors = None
         if recipe.use_coarse_pose:
             coarse_errors = self._photometric_errors(
                 [outputs[("irw_img", frame_id)] for frame_id in self.source_frames], target)
-            coarse_pose_term = recipe.coarse_pose_loss_weight * min_over_candidates(with_identity(coarse_errors))[0].mean()
-            losses["coarse_pose_loss"] = coarse_pose_term
 
         state = None
         if recipe.use_self_distillation:
             state = self.distill_state or BestDisparity.initial(outputs[("disp", 0)])
 
         total = 0.0
-        for scale in self.opt.scales:
+        coarse_pose_terms = []
+        for scale, identity_errors in zip(self.opt.scales, identity_by_scale):
             disp = outputs[("disp", scale)]
             reprojection_errors = self._photometric_errors(
-                [outputs[("color", frame_id, scale)] for frame_id in self.source_frames], target)
-            min_error, index = min_over_candidates(with_identity(reprojection_errors))
+                [outputs[("color", frame_id, scale)] for frame_id in self.source_frames], target,
+                recipe.average_reprojection)
+            min_error, index = min_over_candidates(with_identity(identity_errors, reprojection_errors))
             if identity_errors is not None:
                 outputs[f"identity_selection/{scale}"] = (index >= identity_errors.shape[1]).float()
             loss = min_error.mean()
             losses[f"min_reprojection/{scale}"] = loss.detach()
-            if coarse_pose_term is not None:
+            if coarse_errors is not None:
+                coarse_pose_term = recipe.coarse_pose_loss_weight * min_over_candidates(
+                    with_identity(identity_errors, coarse_errors))[0].mean()
+                coarse_pose_terms.append(coarse_pose_term)
                 loss = loss + coarse_pose_term
             smoothness = get_smooth_loss(mean_normalised(disp), target)
             loss = loss + recipe.smoothness_weight * smoothness / (2**scale)
@@ -498,6 +518,8 @@ class Trainer:
             losses[f"loss/{scale}"] = loss
             total = total + loss
 
+        if coarse_pose_terms:
+            losses["coarse_pose_loss"] = torch.stack(coarse_pose_terms).mean()
         if state is not None:
             distill = sum(self_distillation_loss(state.disp, outputs[("disp", scale)]) for scale in self.opt.scales)
             weight = recipe.distill_loss_weight(self.epoch)

@@ -5,11 +5,15 @@ Training runs on real data (learning, resume, DDP) are in
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from parity_fixtures import load_loss_batch
 
+from layers import get_smooth_loss
+from losses import mean_normalised
 from options import GasMonoOptions
 from trainer import Trainer
 from utils import GasMonoError
@@ -118,3 +122,55 @@ def test_a_cuda_request_without_cuda_is_a_clear_error():
     options = GasMonoOptions().parse(["--height", "64", "--width", "96", "--device", "cuda"])
     with pytest.raises(GasMonoError, match="CUDA is not available"):
         Trainer(options, with_data=False)
+
+
+def _identity_wins_batch(batch: dict) -> dict:
+    """``batch`` with both sources replaced by the target: the identity errors are exactly 0."""
+    same = dict(batch)
+    for frame_id in (-1, 1):
+        for kind in ("color", "color_aug"):
+            for scale in range(4):
+                same[(kind, frame_id, scale)] = batch[(kind, 0, scale)]
+    return same
+
+
+def test_accumulated_tie_break_noise_picks_the_best_disparity_from_every_scale(small_batch):
+    trainer = Trainer(GasMonoOptions().parse(BASE_FLAGS + ["--use_posegt", "--selfpp"]), with_data=False)
+    trainer.set_eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        outputs, losses = trainer.process_batch(_identity_wins_batch(small_batch))
+    identity_won = torch.stack([outputs[f"identity_selection/{scale}"] == 0 for scale in range(4)]).all(0)
+    assert identity_won.float().mean() > 0.9
+    best = trainer.distill_state.disp
+    from_scale = [(best == outputs[("disp", scale)])[identity_won].float().mean().item() for scale in range(4)]
+    assert sum(from_scale) == pytest.approx(1.0)
+    assert from_scale[0] < 0.6 and min(from_scale[1:]) > 0.05, from_scale
+
+    # the identity errors are exactly 0, so where they win a scale's minimum is the accumulated noise, of std
+    # 1e-5 * sqrt(s + 1): E[min of two N(0, v)] = -sqrt(v / pi); the coarse-pose term sees the same noisy errors
+    expected = [-1e-5 * math.sqrt((scale + 1) / math.pi) for scale in range(4)]
+    target = small_batch[("color", 0, 0)]
+    coarse_terms = []
+    for scale in range(4):
+        smoothness = 1e-4 * float(get_smooth_loss(mean_normalised(outputs[("disp", scale)]), target)) / 2**scale
+        coarse_terms.append(float(losses[f"loss/{scale}"] - losses[f"min_reprojection/{scale}"]) - smoothness)
+        assert float(losses[f"min_reprojection/{scale}"]) == pytest.approx(expected[scale], rel=0.15)
+        assert coarse_terms[scale] == pytest.approx(0.2 * expected[scale], rel=0.15)
+    assert float(losses["coarse_pose_loss"]) == pytest.approx(sum(coarse_terms) / 4, rel=1e-3)
+
+
+def test_avg_reprojection_keeps_the_coarse_errors_per_source(small_batch):
+    trainer = Trainer(GasMonoOptions().parse(BASE_FLAGS + ["--use_posegt", "--avg_reprojection"]), with_data=False)
+    trainer.set_eval()
+    trainer.tie_break_noise_std = 0.0
+    with torch.no_grad():
+        outputs, losses = trainer.process_batch(small_batch)
+    target = small_batch[("color", 0, 0)]
+    identity = torch.cat([trainer._photometric_errors([small_batch[("color", f, 0)]], target) for f in (-1, 1)], 1)
+    coarse = torch.cat([trainer._photometric_errors([outputs[("irw_img", f)]], target) for f in (-1, 1)], 1)
+    candidates = torch.cat([identity.mean(1, keepdim=True), coarse], 1)
+    expected = 0.2 * candidates.min(1, keepdim=True)[0].mean()
+    averaged = 0.2 * torch.cat([identity.mean(1, keepdim=True), coarse.mean(1, keepdim=True)], 1).min(1)[0].mean()
+    assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert abs(float(expected) - float(averaged)) > 1e-3 * float(expected)
