@@ -2,30 +2,51 @@
 
 Two recipes, selected by name:
 
-* ``"strong"``: the GasMono release's photometric pipeline, built with
-  albumentations. Each operation fires with its own probability; the draws
-  are independent for every frame of an item unless the caller shares a seed
-  between frames. Parameters (probability ``p``):
+* ``"strong"``: the GasMono release's photometric pipeline, one albumentations
+  ``Compose`` of the 16 transforms below, applied in this order, each firing
+  independently with its probability ``p``. The release ran albumentations
+  1.3.1, which the project pins: albumentations 2.x changes five of these
+  transforms (GaussianBlur with sigma 0 returns a black image;
+  RandomBrightnessContrast, RandomGamma, MotionBlur and GaussNoise draw or
+  apply differently). The parameters are albumentations 1.3's defaults, which
+  the release relied on, set explicitly. Images are ``H x W x 3`` uint8, values
+  on the 0..255 scale; "truncated" means the float result is clipped to
+  0..255 and cast to uint8 (rounded down).
 
-  ======================  =====  ==========================================
-  operation               p      parameters
-  ======================  =====  ==========================================
-  RGBShift                0.2    +-10 per channel (0..255 scale)
-  ChannelDropout          0.05   one channel set to 0
-  Equalize                0.05   per channel (OpenCV)
-  HueSaturationValue      0.3    hue +-10, saturation +-15, value +-10
-  ChannelShuffle          0.05
-  RandomBrightnessContrast 0.5   brightness +-0.2, contrast +-0.2
-  RandomGamma             0.3    gamma 0.8..1.2
-  MotionBlur              0.1    kernel 3..5
-  Blur                    0.05   kernel 3..5
-  ToGray                  0.05
-  MedianBlur              0.05   kernel 3
-  ImageCompression        0.1    JPEG quality 60..95
-  GaussNoise              0.1    std 1..4 % of 255
-  GaussianBlur            0.05   kernel 3..5
-  CLAHE                   0.05   clip limit 1..2
-  ======================  =====  ==========================================
+  ==  ========================  ===  =====================================================
+  #   transform                 p    parameters
+  ==  ========================  ===  =====================================================
+  1   RGBShift                  0.5  add to r, g, b shifts uniform in -20..20
+  2   ChannelDropout            0.1  one random channel set to 0
+  3   Equalize                  0.1  OpenCV histogram equalisation of each channel
+  4   HueSaturationValue        0.5  hue -20..20, saturation -30..30, value -20..20
+  5   ChannelShuffle            0.2  random permutation of the channels
+  6   RandomBrightnessContrast  0.5  ``v * (1 + c) + 255 * b``, c and b uniform in
+                                     -0.2..0.2, truncated
+  7   RandomGamma               0.1  ``255 * (v / 255) ** g``, g uniform in 0.8..1.2,
+                                     truncated
+  8   MotionBlur                0.1  normalised one-pixel line kernel, odd size 3..7,
+                                     both end points anywhere in the kernel
+  9   Blur                      0.2  box filter, odd size 3..7
+  10  ToGray                    0.1  OpenCV RGB -> grey, repeated on three channels
+  11  MedianBlur                0.1  odd size 3..7
+  12  ImageCompression          0.1  JPEG at quality 99 or 100
+  13  RandomGamma               0.2  as 7 (the release has it twice)
+  14  GaussNoise                0.1  add N(0, var) drawn per pixel and channel, var
+                                     uniform in 10..50 (std 3.2..7.1), truncated
+  15  GaussianBlur              0.1  size 3, 5 or 7 (probabilities 1/5, 2/5, 2/5),
+                                     sigma 0: OpenCV's kernel for the size, a
+                                     binomial ``[1 2 1] / 4``, ``[1 4 6 4 1] / 16``,
+                                     ``[1 3.5 7 9 7 3.5 1] / 32`` close to a Gaussian
+                                     of sigma ``0.3 * ((k - 1) / 2 - 1) + 0.8``
+  16  CLAHE                     0.1  clip limit uniform in 1..4, 8 x 8 tiles
+  ==  ========================  ===  =====================================================
+
+  albumentations 1.3 draws all its randomness from Python's global
+  :mod:`random`; :class:`StrongAugmentation` seeds it for one call and then
+  restores it, so a draw is a function of its seed. The training data set
+  augments each item with probability 0.5, then draws each frame
+  independently (the release's behaviour) or, optionally, shares one draw.
 
 * ``"colorjitter"``: Monodepth2's ``ColorJitter`` (brightness, contrast and
   saturation factors in 0.8..1.2, hue shift in -0.1..0.1, applied in a random
@@ -37,7 +58,6 @@ loader seeded per worker is reproducible.
 """
 from __future__ import annotations
 
-import os
 import random
 from typing import Any, Callable
 
@@ -46,7 +66,30 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from utils import GasMonoError
+
 AUGMENTATIONS = ("strong", "colorjitter", "none")
+ALBUMENTATIONS_SERIES = "1.3."
+
+# The release's pipeline, in order: (albumentations 1.3 transform, p, its parameters).
+STRONG_TRANSFORMS: tuple[tuple[str, float, dict[str, Any]], ...] = (
+    ("RGBShift", 0.5, {"r_shift_limit": 20, "g_shift_limit": 20, "b_shift_limit": 20}),
+    ("ChannelDropout", 0.1, {"channel_drop_range": (1, 1), "fill_value": 0}),
+    ("Equalize", 0.1, {"mode": "cv", "by_channels": True}),
+    ("HueSaturationValue", 0.5, {"hue_shift_limit": 20, "sat_shift_limit": 30, "val_shift_limit": 20}),
+    ("ChannelShuffle", 0.2, {}),
+    ("RandomBrightnessContrast", 0.5, {"brightness_limit": 0.2, "contrast_limit": 0.2, "brightness_by_max": True}),
+    ("RandomGamma", 0.1, {"gamma_limit": (80, 120)}),
+    ("MotionBlur", 0.1, {"blur_limit": (3, 7), "allow_shifted": True}),
+    ("Blur", 0.2, {"blur_limit": (3, 7)}),
+    ("ToGray", 0.1, {}),
+    ("MedianBlur", 0.1, {"blur_limit": (3, 7)}),
+    ("ImageCompression", 0.1, {"quality_lower": 99, "quality_upper": 100}),
+    ("RandomGamma", 0.2, {"gamma_limit": (80, 120)}),
+    ("GaussNoise", 0.1, {"var_limit": (10.0, 50.0), "mean": 0, "per_channel": True}),
+    ("GaussianBlur", 0.1, {"blur_limit": (3, 7), "sigma_limit": 0}),
+    ("CLAHE", 0.1, {"clip_limit": (1.0, 4.0), "tile_grid_size": (8, 8)}),
+)
 
 JITTER_BRIGHTNESS = (0.8, 1.2)
 JITTER_CONTRAST = (0.8, 1.2)
@@ -55,45 +98,37 @@ JITTER_HUE = (-0.1, 0.1)
 
 
 def build_strong_pipeline() -> Any:
-    """The release-like albumentations pipeline (see the module docstring).
+    """The release's albumentations ``Compose`` (see the module docstring).
 
     albumentations is imported here, on first use, because importing it takes
-    seconds; its online version check is switched off.
+    over a second. Raises :class:`GasMonoError` when the installed version is
+    not a 1.3 release, whose transforms behave otherwise.
     """
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
 
-    return A.Compose(
-        [
-            A.RGBShift(r_shift_limit=10, g_shift_limit=10, b_shift_limit=10, p=0.2),
-            A.ChannelDropout(channel_drop_range=(1, 1), fill=0, p=0.05),
-            A.Equalize(p=0.05),
-            A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=15, val_shift_limit=10, p=0.3),
-            A.ChannelShuffle(p=0.05),
-            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
-            A.RandomGamma(gamma_limit=(80, 120), p=0.3),
-            A.MotionBlur(blur_limit=(3, 5), p=0.1),
-            A.Blur(blur_limit=(3, 5), p=0.05),
-            A.ToGray(p=0.05),
-            A.MedianBlur(blur_limit=(3, 3), p=0.05),
-            A.ImageCompression(quality_range=(60, 95), p=0.1),
-            A.GaussNoise(std_range=(0.01, 0.04), p=0.1),
-            A.GaussianBlur(blur_limit=(3, 5), p=0.05),
-            A.CLAHE(clip_limit=(1.0, 2.0), p=0.05),
-        ]
-    )
+    if not A.__version__.startswith(ALBUMENTATIONS_SERIES):
+        raise GasMonoError(
+            f"--augmentation strong needs albumentations {ALBUMENTATIONS_SERIES}x (the release's version, "
+            f"pinned in requirements.txt), found {A.__version__}"
+        )
+    return A.Compose([getattr(A, name)(p=p, **parameters) for name, p, parameters in STRONG_TRANSFORMS], p=1.0)
 
 
 class StrongAugmentation:
-    """Callable wrapper around :func:`build_strong_pipeline` with explicit seeds."""
+    """The release's pipeline, built once, applied with explicit seeds."""
 
     def __init__(self) -> None:
         self.pipeline = build_strong_pipeline()
 
     def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
-        """Augment one ``H x W x 3`` uint8 image; the same ``seed`` gives the same draw."""
-        self.pipeline.set_random_seed(seed)
-        return self.pipeline(image=image)["image"]
+        """Augment one ``H x W x 3`` uint8 image; the same ``seed`` gives the same
+        draw. Python's global random state is left as it was."""
+        saved = random.getstate()
+        random.seed(seed)
+        try:
+            return self.pipeline(image=image)["image"]
+        finally:
+            random.setstate(saved)
 
 
 def sample_color_jitter(rng: random.Random) -> Callable[[Image.Image], Image.Image]:
