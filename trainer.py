@@ -88,6 +88,12 @@ def resolve_device(options, context: DistributedContext) -> torch.device:
     return device
 
 
+def split_dir_of(options) -> Path:
+    """The folder of ``train_files.txt`` / ``val_files.txt``: ``--split_dir``, else the
+    project's ``splits/<split>`` (``splits/nyu`` ships the release's lists)."""
+    return Path(options.split_dir) if options.split_dir else PROJECT_ROOT / "splits" / options.split
+
+
 def temporal_pair(source: torch.Tensor, target: torch.Tensor, frame_id: int) -> torch.Tensor:
     """Stack two ``B x 3 x H x W`` images in temporal order -> ``B x 6 x H x W``."""
     return torch.cat([source, target] if frame_id < 0 else [target, source], 1)
@@ -204,7 +210,7 @@ class Trainer:
         return {name: DistributedDataParallel(model, device_ids=device_ids) for name, model in self.models.items()}
 
     def _split_dir(self) -> Path:
-        return Path(self.opt.split_dir) if self.opt.split_dir else PROJECT_ROOT / "splits" / self.opt.split
+        return split_dir_of(self.opt)
 
     def _make_dataset(self, split_file: str, is_train: bool) -> NYUDataset:
         opt = self.opt

@@ -11,13 +11,17 @@ import torch
 
 from datasets.mono_dataset import load_split
 from datasets.nyu_dataset import NYUDataset
-from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, write_split_files
+from datasets.eval_kitti import parse_kitti_split
+from datasets.eval_nyu import DEFAULT_SPLIT_DIR as NYU_TEST_SPLIT_DIR
+from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, read_split_items, write_split_files
 from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
-from tools import make_split
+from options import GasMonoOptions
+from tools import export_kitti_gt, make_split, prepare_nyu_test
 from tools.colmap_poses import relative_pose
 from tools.pose_evaluation import load_gt_poses
 from tools.synthetic_indoor import generate_dataset
-from utils import GasMonoError
+from trainer import split_dir_of
+from utils import PROJECT_ROOT, GasMonoError
 
 HEIGHT, WIDTH = 96, 128
 FRAMES = [0, -1, 1]
@@ -222,3 +226,19 @@ def test_split_helpers_and_cli(synthetic: dict, tmp_path: Path, capsys: pytest.C
         make_split.main([str(tmp_path / "nowhere"), str(tmp_path / "cli")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: data path not found: {tmp_path / 'nowhere'}"
+
+
+def test_the_release_split_lists_ship_and_are_the_defaults() -> None:
+    nyu, eigen = PROJECT_ROOT / "splits" / "nyu", PROJECT_ROOT / "splits" / "eigen"
+    train, val = read_split_items(nyu / "train_files.txt"), read_split_items(nyu / "val_files.txt")
+    assert (len(train), len(val)) == (22159, 3166)
+    assert len({scene for _, scene, _ in train + val}) == 323
+    assert train[0] == ("kitchen_0045a 0009 l", "kitchen_0045a", 9)
+    test = prepare_nyu_test.read_test_list(nyu / "test_files.txt")
+    assert len(test) == 654 and test == sorted(set(test)) and 1 <= test[0] and test[-1] <= 1449
+    assert len(parse_kitti_split(eigen / "test_files.txt")) == 697
+
+    options = GasMonoOptions().parse([])
+    assert options.split == "nyu" and split_dir_of(options) == nyu
+    assert NYU_TEST_SPLIT_DIR == nyu and prepare_nyu_test.SHIPPED_TEST_LIST == nyu / "test_files.txt"
+    assert export_kitti_gt.build_parser().parse_args(["--data_path", "k"]).split_file == eigen / "test_files.txt"
