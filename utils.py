@@ -106,6 +106,25 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
         raise
 
 
+def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed(path, **arrays)`` through a temporary file in the
+    target folder renamed over ``path``: a crash or a full disk never leaves a
+    half-written archive behind, and an existing file stays as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp_file:
+            np.savez_compressed(tmp_file, **arrays)
+            tmp_file.flush()
+            os.fsync(tmp_file.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+
+
 def select_device(no_cuda: bool) -> torch.device:
     """CUDA unless ``no_cuda`` or no GPU is present (then CPU)."""
     if not no_cuda and torch.cuda.is_available():

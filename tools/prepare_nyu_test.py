@@ -9,10 +9,16 @@ transposed relative to ``H x W``) and ``splits.mat`` (MATLAB v5: ``testNdxs``,
     <split_dir>/test_files.txt        lines "color <i:04d> l", in testNdxs order
     <split_dir>/gt_depths.npz         key "data": float32 N_test x H x W, metres
 
+``<split_dir>`` defaults to the project's ``splits/nyu``. The indices read
+from ``splits.mat`` must equal the shipped list ``splits/nyu/test_files.txt``
+(the release's 654 official test indices); ``--allow_index_mismatch`` accepts
+others (a subset, another split) with a warning and writes their list. The
+ground truth is written atomically.
+
 Example::
 
     python tools/prepare_nyu_test.py --labeled_mat nyu_depth_v2_labeled.mat \\
-        --splits_mat splits.mat --out data/nyu_test --split_dir splits/nyu
+        --splits_mat splits.mat --out data/nyu_test
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import numpy as np
@@ -31,40 +38,118 @@ from tqdm import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils import GasMonoError, atomic_write_text, cli_entry_point, require_path  # noqa: E402
+from utils import (  # noqa: E402
+    PROJECT_ROOT,
+    GasMonoError,
+    atomic_save_npz,
+    atomic_write_text,
+    cli_entry_point,
+    readlines,
+    require_path,
+)
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_SPLIT_DIR = PROJECT_ROOT / "splits" / "nyu"
+SHIPPED_TEST_LIST = DEFAULT_SPLIT_DIR / "test_files.txt"
+
 
 def read_test_indices(splits_mat: str | os.PathLike, key: str = "testNdxs") -> np.ndarray:
-    """1-based test indices from the official ``splits.mat`` (MATLAB v5)."""
+    """1-based test indices from the official ``splits.mat`` (MATLAB v5).
+
+    A missing, truncated or corrupt file is a :class:`GasMonoError` naming it.
+    """
     path = require_path(splits_mat, "splits file")
     try:
         contents = scipy.io.loadmat(str(path))
-    except (ValueError, OSError, NotImplementedError) as error:
-        raise GasMonoError(f"cannot read {path} as a MATLAB v5 file: {error}") from None
+    except Exception as error:  # scipy raises many types on a damaged file (MatReadError, IndexError, OSError)
+        raise GasMonoError(
+            f"cannot read {path} as a MATLAB v5 file (truncated or corrupt?): {type(error).__name__}: "
+            f"{' '.join(str(error).split())}"
+        ) from None
     if key not in contents:
         raise GasMonoError(f"{path} has no variable {key!r}")
     indices = np.asarray(contents[key]).ravel()
-    if indices.size == 0 or not np.all(np.equal(np.mod(indices, 1), 0)):
+    if indices.size == 0 or not np.issubdtype(indices.dtype, np.number) or not np.all(np.mod(indices, 1) == 0):
         raise GasMonoError(f"{path}: {key} must be a non-empty list of integers")
     return indices.astype(np.int64)
+
+
+def read_test_list(list_path: str | os.PathLike) -> list[int]:
+    """The indices of a test list (lines ``color <i:04d> l``), in list order."""
+    list_path = Path(list_path)
+    indices = []
+    for number, line in enumerate(readlines(list_path), 1):
+        parts = line.split()
+        if len(parts) != 3 or parts[0] != "color" or not parts[1].isdigit():
+            raise GasMonoError(f"{list_path} line {number}: expected 'color <index> l', got {line.strip()!r}")
+        indices.append(int(parts[1]))
+    return indices
+
+
+def first_index_difference(indices: Sequence[int], listed: Sequence[int]) -> str | None:
+    """Describe the first position where ``indices`` and ``listed`` differ, or None when equal."""
+    for position, (index, expected) in enumerate(zip(indices, listed), 1):
+        if index != expected:
+            return f"position {position} is {index}, the list has {expected}"
+    if len(indices) != len(listed):
+        position = min(len(indices), len(listed)) + 1
+        return f"{len(indices)} indices against {len(listed)} listed (from position {position})"
+    return None
+
+
+def check_test_indices(
+    indices: np.ndarray, splits_mat: str | os.PathLike, list_path: str | os.PathLike, allow_mismatch: bool
+) -> bool:
+    """Compare the indices of ``splits.mat`` with the reference list.
+
+    Returns:
+        True when they are equal; False when they differ and ``allow_mismatch``
+        (a warning is logged). Raises :class:`GasMonoError` naming the first
+        difference otherwise.
+    """
+    difference = first_index_difference(indices.tolist(), read_test_list(list_path))
+    if difference is None:
+        return True
+    message = f"testNdxs of {splits_mat} differs from {list_path}: {difference}"
+    if not allow_mismatch:
+        raise GasMonoError(f"{message} (--allow_index_mismatch accepts other indices)")
+    logger.warning("%s; writing these %d indices as asked (--allow_index_mismatch)", message, len(indices))
+    return False
+
+
+def write_test_list(indices: np.ndarray, list_path: Path) -> None:
+    """Write ``color <i:04d> l`` lines; a file with the same content is left untouched."""
+    text = "".join(f"color {index:04d} l\n" for index in indices)
+    if list_path.is_file() and list_path.read_text(encoding="utf-8") == text:
+        return
+    atomic_write_text(text, list_path)
 
 
 def prepare_nyu_test(
     labeled_mat: str | os.PathLike,
     splits_mat: str | os.PathLike,
     out_dir: str | os.PathLike,
-    split_dir: str | os.PathLike,
+    split_dir: str | os.PathLike = DEFAULT_SPLIT_DIR,
+    reference_list: str | os.PathLike = SHIPPED_TEST_LIST,
+    allow_index_mismatch: bool = False,
     progress: bool = True,
 ) -> int:
     """Export the test images, the test list and the stacked ground truth.
+
+    Args:
+        labeled_mat, splits_mat: the official files.
+        out_dir: images go to ``<out_dir>/color/<i:04d>.png``.
+        split_dir: folder for ``test_files.txt`` and ``gt_depths.npz``.
+        reference_list: the test list the indices must equal (the shipped one).
+        allow_index_mismatch: accept indices that differ from ``reference_list``.
 
     Returns:
         The number of test images written.
     """
     labeled_path = require_path(labeled_mat, "labeled data set")
     indices = read_test_indices(splits_mat)
+    check_test_indices(indices, splits_mat, reference_list, allow_index_mismatch)
     out_dir, split_dir = Path(out_dir), Path(split_dir)
     try:
         handle = h5py.File(labeled_path, "r")
@@ -92,12 +177,17 @@ def prepare_nyu_test(
         color_dir.mkdir(parents=True, exist_ok=True)
         gt = np.empty((len(indices), height, width), np.float32)
         for row, index in enumerate(tqdm(indices, desc="NYUv2 test", unit="image", disable=not progress)):
-            image = np.asarray(images[index - 1]).transpose(2, 1, 0)
+            try:
+                image = np.asarray(images[index - 1]).transpose(2, 1, 0)
+                gt[row] = np.asarray(depths[index - 1], dtype=np.float32).T
+            except OSError as error:
+                raise GasMonoError(
+                    f"cannot read frame {index} of {labeled_path} (truncated or corrupt?): "
+                    f"{' '.join(str(error).split())}"
+                ) from None
             Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(color_dir / f"{index:04d}.png")
-            gt[row] = np.asarray(depths[index - 1], dtype=np.float32).T
-    split_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(split_dir / "gt_depths.npz", data=gt)
-    atomic_write_text("".join(f"color {index:04d} l\n" for index in indices), split_dir / "test_files.txt")
+    atomic_save_npz(split_dir / "gt_depths.npz", data=gt)
+    write_test_list(indices, split_dir / "test_files.txt")
     logger.info("wrote %d test images to %s and ground truth to %s", len(indices), color_dir, split_dir)
     return len(indices)
 
@@ -110,15 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labeled_mat", type=Path, required=True, help="official nyu_depth_v2_labeled.mat")
     parser.add_argument("--splits_mat", type=Path, required=True, help="official splits.mat (testNdxs)")
     parser.add_argument("--out", type=Path, required=True, help="data folder; images go to <out>/color/<i:04d>.png")
-    parser.add_argument("--split_dir", type=Path, default=Path("splits/nyu"),
+    parser.add_argument("--split_dir", type=Path, default=DEFAULT_SPLIT_DIR,
                         help="folder for test_files.txt and gt_depths.npz")
+    parser.add_argument("--allow_index_mismatch", action="store_true",
+                        help=f"accept test indices that differ from {SHIPPED_TEST_LIST} (e.g. a subset) and write "
+                             "their list, with a warning")
     return parser
 
 
 @cli_entry_point
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    count = prepare_nyu_test(args.labeled_mat, args.splits_mat, args.out, args.split_dir)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    count = prepare_nyu_test(args.labeled_mat, args.splits_mat, args.out, args.split_dir,
+                             allow_index_mismatch=args.allow_index_mismatch)
     print(f"wrote {count} test images to {args.out / 'color'}")
     print(f"wrote {args.split_dir / 'test_files.txt'} and {args.split_dir / 'gt_depths.npz'}")
 
