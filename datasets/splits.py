@@ -13,11 +13,13 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from datasets.mono_dataset import load_split, parse_split_line
 from utils import GasMonoError, atomic_write_text, require_path
 
 logger = logging.getLogger(__name__)
 
 _FRAME_NAME = re.compile(r"^(\d+)$")
+SPLIT_FILE_NAMES = ("train_files.txt", "val_files.txt")
 
 
 def list_scene_frames(scene_dir: str | os.PathLike, img_ext: str = ".jpg") -> list[int]:
@@ -101,3 +103,19 @@ def filter_items_with_coarse_poses(
         if f"{frame:04d}.npy" in listings[scene]:
             kept.append((scene, frame))
     return kept
+
+
+def split_list_paths(path: str | os.PathLike) -> list[Path]:
+    """A split file itself, or the ``train_files.txt`` / ``val_files.txt`` that a folder holds."""
+    path = require_path(path, "split list")
+    if not path.is_dir():
+        return [path]
+    found = [path / name for name in SPLIT_FILE_NAMES if (path / name).is_file()]
+    if not found:
+        raise GasMonoError(f"{path} holds neither {' nor '.join(SPLIT_FILE_NAMES)}")
+    return found
+
+
+def read_split_items(list_path: str | os.PathLike) -> list[tuple[str, str, int]]:
+    """``(line, scene, frame)`` for every line of a split file, in order (validated)."""
+    return [(line, *parse_split_line(line, str(list_path))[:2]) for line in load_split(list_path)]

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from scipy.spatial.transform import Rotation
 
 import evaluate_pose as evaluate_pose_cli
 import layers
+from datasets.nyu_dataset import NYUDataset
 from tools import make_coarse_poses as make_coarse_poses_cli
 from tools.colmap_poses import (
     SEQUENCE_LOG_FILE,
@@ -211,6 +213,54 @@ def test_split_files_list_exactly_the_items_with_poses(tool_run):
     assert len(val) >= 1 and not set(train) & set(val)
     assert set(train) | set(val) == with_poses
     assert len(train) + len(val) == len(with_poses)
+
+
+def test_split_files_mode_keeps_the_lists_and_reports_the_items_without_poses(tool_run, tmp_path, capsys):
+    """``--split_files``: poses only for the sequences the lists name (the other one is not run), the lists
+    unchanged, coverage per list, the items without poses written out; training on one of them is a
+    one-line error naming it."""
+    textured = tool_run.textured
+    cpose_dir = tmp_path / "cpose"
+    shutil.copytree(tool_run.cpose_dir / textured, cpose_dir / textured)  # recorded as done: not run again
+    (cpose_dir / textured / "0005.npy").unlink()  # as if frame 5 had lacked a registered neighbour
+    with_poses = set(list_pose_frames(cpose_dir / textured))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    train = [f"{textured} {frame:04d} l" for frame in range(1, 14)] + ["absent_room 0003 l"]
+    val = [f"{textured} {min(with_poses):04d} l"]
+    (lists / "train_files.txt").write_text("".join(line + "\n" for line in train))
+    (lists / "val_files.txt").write_text("".join(line + "\n" for line in val))
+    before = {path.name: path.read_bytes() for path in lists.iterdir()}
+
+    make_coarse_poses_cli.main(["--data_path", str(tool_run.data_path), "--split_files", str(lists),
+                                "--cpose_dir", str(cpose_dir), "--split_dir", str(tmp_path / "unused"),
+                                "--jobs", "1", "--threads", "2"])
+    stdout = capsys.readouterr().out
+
+    assert not (cpose_dir / tool_run.low_texture).exists()
+    summary = json.loads((cpose_dir / "summary.json").read_text())
+    assert [record["scene"] for record in summary["sequences"]] == [textured]
+    assert {path.name: path.read_bytes() for path in lists.iterdir()} == before
+    assert not (tmp_path / "unused").exists()
+    missing = [line for line in train if line.split()[0] != textured or int(line.split()[1]) not in with_poses]
+    assert f"{textured} 0005 l" in missing and train[-1] in missing
+    assert (cpose_dir / "missing_train_files.txt").read_text().splitlines() == missing
+    assert (cpose_dir / "missing_val_files.txt").read_text() == ""
+    assert f"{lists / 'train_files.txt'}: {len(train) - len(missing)} of {len(train)} listed items" in stdout
+    assert f"{lists / 'val_files.txt'}: 1 of 1 listed items" in stdout
+    assert "1 of 2 listed sequence(s) are not under" in stdout
+
+    with pytest.raises(GasMonoError, match=f"coarse pose file missing: {cpose_dir / textured / '0005.npy'} "
+                                           f"\\(needed by .* line 1\\)"):
+        NYUDataset(tool_run.data_path, [f"{textured} 0005 l"], 48, 64, [0, -1, 1], 4, cpose_dir=cpose_dir)
+
+    with pytest.raises(SystemExit) as exit_info:
+        make_coarse_poses_cli.main(["--data_path", str(tool_run.data_path), "--split_dir", str(lists),
+                                    "--cpose_dir", str(cpose_dir)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {lists / 'train_files.txt'} exists: pass --split_files {lists} to compute poses for its items "
+        "and keep it, --split_dir for new lists elsewhere, or --replace_splits")
 
 
 def test_a_second_run_skips_done_sequences(tool_run):

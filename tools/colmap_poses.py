@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -551,8 +551,10 @@ def make_coarse_poses(
     retry_failed: bool = False,
     keep_work: bool = False,
     progress: bool = True,
+    scenes: Collection[str] | None = None,
 ) -> list[SequenceResult]:
-    """Run :func:`process_sequence` on every sequence under ``data_path``.
+    """Run :func:`process_sequence` on every sequence under ``data_path``
+    (only those named in ``scenes`` when given).
 
     With ``jobs > 1`` sequences run in that many worker processes (``spawn``:
     a calling script needs the ``if __name__ == "__main__":`` guard), each with
@@ -565,6 +567,8 @@ def make_coarse_poses(
         one result per sequence, sorted by scene name (skipped ones from their record).
     """
     sequences = find_sequences(data_path)
+    if scenes is not None:
+        sequences = [sequence_dir for sequence_dir in sequences if sequence_dir.name in scenes]
     for sequence_dir in sequences:
         if (sequence_dir / INTRINSICS_FILE).is_file():
             read_intrinsics_file(sequence_dir / INTRINSICS_FILE)

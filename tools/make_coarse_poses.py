@@ -1,12 +1,25 @@
-"""Compute coarse relative poses with COLMAP for every training sequence and
-write the train/val split files of the items that have them.
+"""Compute coarse relative poses with COLMAP for training sequences.
 
-Example::
+Two modes:
 
-    python tools/make_coarse_poses.py --data_path data/nyu --split nyu --jobs 2
+* ``--split_files splits/nyu`` (files, or folders holding ``train_files.txt``
+  / ``val_files.txt``): poses for the sequences those lists name, for example
+  the release's lists that the project ships. The lists are kept as they are;
+  the tool reports, per list, how many items got the poses of both
+  neighbours and writes the others to ``<cpose_dir>/missing_<list>.txt``
+  (training on them fails, naming the item, until they are removed).
+* otherwise: poses for every sequence under ``--data_path``, then new
+  ``train_files.txt`` / ``val_files.txt`` listing exactly the items that have
+  them (a seeded frame-level hold-out). Existing lists in the target folder
+  are replaced only with ``--replace_splits``.
 
-writes ``splits/nyu/cpose/<scene>/<frame:04d>.npy``, ``splits/nyu/cpose/summary.json``
-and ``splits/nyu/{train,val}_files.txt``. Finished sequences are skipped when the
+Examples::
+
+    python tools/make_coarse_poses.py --data_path data/nyu --split_files splits/nyu --jobs 2
+    python tools/make_coarse_poses.py --data_path data/mine --split mine --jobs 2
+
+write ``splits/<split>/cpose/<scene>/<frame:04d>.npy`` and
+``splits/<split>/cpose/summary.json``. Finished sequences are skipped when the
 command is run again (``--overwrite`` redoes them).
 """
 from __future__ import annotations
@@ -21,7 +34,13 @@ from typing import NoReturn, Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.splits import write_split_files
+from datasets.splits import (
+    SPLIT_FILE_NAMES,
+    filter_items_with_coarse_poses,
+    read_split_items,
+    split_list_paths,
+    write_split_files,
+)
 from tools.colmap_poses import (
     ColmapSettings,
     available_cores,
@@ -30,7 +49,7 @@ from tools.colmap_poses import (
     format_summary_table,
     make_coarse_poses,
 )
-from utils import PROJECT_ROOT, GasMonoError, cli_entry_point
+from utils import PROJECT_ROOT, GasMonoError, atomic_write_text, cli_entry_point
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpose_dir", type=str, default=None, help="output folder; default splits/<split>/cpose")
     parser.add_argument("--split_dir", type=str, default=None,
                         help="folder for train_files.txt / val_files.txt; default splits/<split>")
+    parser.add_argument("--split_files", type=str, nargs="+", default=None,
+                        help="keep these split lists (files, or folders holding train_files.txt / val_files.txt): "
+                             "compute poses only for the sequences they name, write no lists, report how many "
+                             "listed items got poses and write the others to <cpose_dir>/missing_<list>.txt")
+    parser.add_argument("--replace_splits", action="store_true",
+                        help="without --split_files: replace train_files.txt / val_files.txt already in the "
+                             "split folder")
     parser.add_argument("--val_fraction", type=float, default=0.1, help="fraction of items held out for validation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split and of COLMAP's mapper")
     parser.add_argument("--jobs", type=int, default=1, help="sequences processed in parallel (processes)")
@@ -87,6 +113,32 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise GasMonoError(f"--overlap must be at least 1, got {args.overlap}")
 
 
+def listed_scenes(lists: dict[Path, list[tuple[str, str, int]]], data_path: str) -> list[str]:
+    """The scenes the lists name that are sequences under ``data_path``; the others are reported."""
+    named = sorted({scene for items in lists.values() for _, scene, _ in items})
+    on_disk = {sequence.name for sequence in find_sequences(data_path)}
+    scenes = [scene for scene in named if scene in on_disk]
+    absent = [scene for scene in named if scene not in on_disk]
+    if not scenes:
+        raise GasMonoError(f"none of the {len(named)} sequences named by the split lists is under {data_path} "
+                           f"(e.g. {named[0]})")
+    if absent:
+        print(f"{len(absent)} of {len(named)} listed sequence(s) are not under {data_path} (e.g. {absent[0]}); "
+              "their items get no poses")
+    return scenes
+
+
+def report_coverage(lists: dict[Path, list[tuple[str, str, int]]], cpose_dir: Path) -> None:
+    """Per list: the items with a coarse-pose file; the others go to ``<cpose_dir>/missing_<list>.txt``."""
+    for list_path, items in lists.items():
+        with_poses = set(filter_items_with_coarse_poses([(scene, frame) for _, scene, frame in items], cpose_dir))
+        missing = [line for line, scene, frame in items if (scene, frame) not in with_poses]
+        missing_path = cpose_dir / f"missing_{list_path.stem}.txt"
+        atomic_write_text("".join(line + "\n" for line in missing), missing_path)
+        print(f"{list_path}: {len(items) - len(missing)} of {len(items)} listed items have the poses of both "
+              f"neighbours; {len(missing)} missing, listed in {missing_path}")
+
+
 @cli_entry_point
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -95,6 +147,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     split_root = PROJECT_ROOT / "splits" / args.split
     cpose_dir = Path(args.cpose_dir) if args.cpose_dir else split_root / "cpose"
     split_dir = Path(args.split_dir) if args.split_dir else split_root
+    lists = None
+    scenes = None
+    if args.split_files:
+        lists = {path: read_split_items(path) for given in args.split_files for path in split_list_paths(given)}
+        scenes = listed_scenes(lists, args.data_path)
+        num_sequences = len(scenes)
+    else:
+        num_sequences = len(find_sequences(args.data_path))
+        existing = [split_dir / name for name in SPLIT_FILE_NAMES if (split_dir / name).is_file()]
+        if existing and not args.replace_splits:
+            raise GasMonoError(f"{existing[0]} exists: pass --split_files {split_dir} to compute poses for its items "
+                               "and keep it, --split_dir for new lists elsewhere, or --replace_splits")
     threads = args.threads or max(1, available_cores() // args.jobs)
     settings = ColmapSettings(
         num_threads=threads,
@@ -104,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_epipolar_error=args.max_epipolar_error,
         seed=args.seed,
     )
-    sequences = find_sequences(args.data_path)
-    print(f"{len(sequences)} sequence(s) under {args.data_path}; {args.jobs} job(s) x {threads} thread(s)")
+    print(f"{num_sequences} sequence(s) under {args.data_path}; {args.jobs} job(s) x {threads} thread(s)")
 
     with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
         work_dir = Path(args.work_dir) if args.work_dir else Path(temporary)
@@ -118,10 +181,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             overwrite=args.overwrite,
             retry_failed=args.retry_failed,
             keep_work=args.keep_work,
+            scenes=scenes,
         )
     print(format_summary_table(results))
     print(f"summary: {cpose_dir / 'summary.json'} (COLMAP logs: {cpose_dir}/<scene>/colmap.log)")
 
+    if lists is not None:
+        report_coverage(lists, cpose_dir)
+        return
     items = collect_items(cpose_dir, [result.scene for result in results])
     if not items:
         raise GasMonoError("no sequence could be reconstructed, so no split files were written")
