@@ -58,6 +58,7 @@ loader seeded per worker is reproducible.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import random
 from typing import Any, Callable
 
@@ -97,20 +98,30 @@ JITTER_SATURATION = (0.8, 1.2)
 JITTER_HUE = (-0.1, 0.1)
 
 
+def require_release_albumentations() -> None:
+    """Raise :class:`GasMonoError` unless albumentations 1.3.x is installed: other
+    versions apply some of the release's transforms differently. Reads the
+    installed version without importing the package."""
+    try:
+        version = importlib.metadata.version("albumentations")
+    except importlib.metadata.PackageNotFoundError:
+        version = "none"
+    if not version.startswith(ALBUMENTATIONS_SERIES):
+        raise GasMonoError(
+            f"--augmentation strong needs albumentations {ALBUMENTATIONS_SERIES}x (the release's version, "
+            f"pinned in requirements.txt), found {version}"
+        )
+
+
 def build_strong_pipeline() -> Any:
     """The release's albumentations ``Compose`` (see the module docstring).
 
     albumentations is imported here, on first use, because importing it takes
-    over a second. Raises :class:`GasMonoError` when the installed version is
-    not a 1.3 release, whose transforms behave otherwise.
+    over a second.
     """
+    require_release_albumentations()
     import albumentations as A
 
-    if not A.__version__.startswith(ALBUMENTATIONS_SERIES):
-        raise GasMonoError(
-            f"--augmentation strong needs albumentations {ALBUMENTATIONS_SERIES}x (the release's version, "
-            f"pinned in requirements.txt), found {A.__version__}"
-        )
     return A.Compose([getattr(A, name)(p=p, **parameters) for name, p, parameters in STRONG_TRANSFORMS], p=1.0)
 
 

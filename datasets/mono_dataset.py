@@ -43,7 +43,12 @@ import torch
 from PIL import Image
 from torch.utils import data
 
-from datasets.augmentation import AUGMENTATIONS, StrongAugmentation, sample_color_jitter
+from datasets.augmentation import (
+    AUGMENTATIONS,
+    StrongAugmentation,
+    require_release_albumentations,
+    sample_color_jitter,
+)
 from utils import GasMonoError, require_path
 
 logger = logging.getLogger(__name__)
@@ -158,6 +163,8 @@ class MonoDataset(data.Dataset):
         self.is_train = is_train
         self.img_ext = img_ext
         self.augmentation = augmentation
+        if is_train and augmentation == "strong":
+            require_release_albumentations()
         self.shared_augmentation = shared_augmentation
         self.cpose_dir = None if cpose_dir is None else require_path(cpose_dir, "coarse pose folder")
         if self.cpose_dir is not None and not set(self.frame_idxs) <= {0, -1, 1}:

@@ -3,6 +3,7 @@ transform behaves as in albumentations 1.3 (checked against the formulas on
 synthetic images), transforms fire at their probabilities, draws follow seeds."""
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import random
 
@@ -10,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from datasets import augmentation
 from datasets.augmentation import StrongAugmentation, build_strong_pipeline
+from utils import GasMonoError
 
 # The release's pipeline: albumentations 1.3 transform, p, its parameters as 1.3 stores them.
 RELEASE_TABLE = [
@@ -190,3 +193,16 @@ def test_draws_follow_seeds_and_leave_the_global_random_state_alone():
     assert all(np.array_equal(a, augment(image, seed)) for seed, a in enumerate(first))
     assert sum(not np.array_equal(first[0], other) for other in first[1:]) >= 6
     assert all(a.dtype == np.uint8 and a.shape == image.shape for a in first)
+
+
+def test_another_albumentations_version_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(augmentation.importlib.metadata, "version", lambda name: "2.0.8")
+    with pytest.raises(GasMonoError, match="needs albumentations 1.3.x .* found 2.0.8"):
+        build_strong_pipeline()
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(augmentation.importlib.metadata, "version", not_installed)
+    with pytest.raises(GasMonoError, match="found none"):
+        augmentation.require_release_albumentations()
