@@ -100,22 +100,17 @@ def first_index_difference(indices: Sequence[int], listed: Sequence[int]) -> str
 
 def check_test_indices(
     indices: np.ndarray, splits_mat: str | os.PathLike, list_path: str | os.PathLike, allow_mismatch: bool
-) -> bool:
-    """Compare the indices of ``splits.mat`` with the reference list.
-
-    Returns:
-        True when they are equal; False when they differ and ``allow_mismatch``
-        (a warning is logged). Raises :class:`GasMonoError` naming the first
-        difference otherwise.
-    """
+) -> None:
+    """Compare the indices of ``splits.mat`` with the reference list: a
+    difference is a :class:`GasMonoError` naming the first one, or, with
+    ``allow_mismatch``, a logged warning."""
     difference = first_index_difference(indices.tolist(), read_test_list(list_path))
     if difference is None:
-        return True
+        return
     message = f"testNdxs of {splits_mat} differs from {list_path}: {difference}"
     if not allow_mismatch:
         raise GasMonoError(f"{message} (--allow_index_mismatch accepts other indices)")
     logger.warning("%s; writing these %d indices as asked (--allow_index_mismatch)", message, len(indices))
-    return False
 
 
 def write_test_list(indices: np.ndarray, list_path: Path) -> None:
