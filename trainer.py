@@ -4,8 +4,8 @@ One :class:`Trainer` driven by the options of :mod:`options`:
 ``process_batch`` runs depth, the coarse-pose warp through AlignNet
 (``generate_images_posegt``), PoseNet (``predict_poses``) and the multi-scale
 reprojection (``generate_images_pred``); ``compute_losses`` adds the
-photometric, coarse-pose, smoothness and self-distillation terms. See
-``method.md`` sections 4-6 for the recipe.
+photometric, coarse-pose, smoothness and self-distillation terms (the
+recipe is described in the README's Training section).
 
 Runs on CPU or CUDA, single process or DDP under ``torchrun``; checkpoints are
 written atomically in the release's folder layout and a run resumes exactly
@@ -113,9 +113,14 @@ class Trainer:
 
     Args:
         options: the parsed :class:`options.GasMonoOptions`.
-        with_data: build the data loaders, TensorBoard writers and run folder.
+        with_data: build the data loaders, TensorBoard writers and run folder
+            (refusing the folder of another run, see the module docstring).
             ``False`` gives a trainer that only holds the models, optimiser and
             losses, to be fed hand-built batches through ``process_batch``.
+
+    Raises:
+        GasMonoError: invalid data, an occupied run folder, unreadable
+            checkpoints or pretrained weights (one-line messages).
     """
 
     def __init__(self, options, with_data: bool = True) -> None:

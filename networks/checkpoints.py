@@ -1,8 +1,7 @@
 """Checkpoint I/O: release-compatible weight folders and ImageNet initialisation.
 
 A weights folder (``weights_<epoch>/``) holds one ``torch.save``d state dict per
-network, named as in the GasMono release (see ``shared/spec/networks.md``
-section 4):
+network, named as in the GasMono release:
 
 * ``encoder.pth`` (MPViT, followed by ``height``, ``width``, ``use_stereo``),
   ``depth.pth``, ``pose_encoder.pth``, ``pose.pth``, ``trans_encoder.pth``,
