@@ -12,8 +12,9 @@ in their help text.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from utils import PROJECT_ROOT
 
@@ -23,7 +24,7 @@ EVAL_PROTOCOLS = ("eigen", "release", "p2net")
 AUGMENTATIONS = ("strong", "colorjitter", "none")
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are a single ``error: ...`` line."""
 
     def error(self, message: str) -> NoReturn:
@@ -35,7 +36,7 @@ class GasMonoOptions:
     """The options of training (``train.py``) and evaluation (``evaluate_depth.py``)."""
 
     def __init__(self) -> None:
-        self.parser = _OneLineErrorParser(
+        self.parser = OneLineErrorParser(
             description="GasMono: geometry-aided self-supervised monocular depth estimation for indoor scenes",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
@@ -172,6 +173,10 @@ class GasMonoOptions:
         group.add_argument("--models_to_load", nargs="+", type=str, default=list(MODEL_NAMES),
                            help="models to load from --load_weights_folder (all six; the release's default "
                                 "omits trans_encoder and trans)")
+        group.add_argument("--overwrite", action="store_true",
+                           help="(new) replace an existing run of the same --model_name: its checkpoints, "
+                                "opt.json and TensorBoard logs are deleted (without it such a run is only "
+                                "continued, through --load_weights_folder pointing into it)")
         group.add_argument("--log_frequency", type=int, default=250, help="steps between TensorBoard logs")
         group.add_argument("--save_frequency", type=int, default=1, help="epochs between checkpoints")
 
@@ -215,6 +220,31 @@ class GasMonoOptions:
         return options
 
 
+# the numeric options that have a meaningful range: name -> (range in words, test)
+_NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "learning_rate": ("> 0", lambda value: value > 0),
+    "decoder_learning_rate": ("> 0", lambda value: value > 0),
+    "weight_decay": (">= 0", lambda value: value >= 0),
+    "lr_gamma": ("in (0, 1]", lambda value: 0 < value <= 1),
+    "disparity_smoothness": (">= 0", lambda value: value >= 0),
+    "www": (">= 0", lambda value: value >= 0),
+    "wpp": (">= 0", lambda value: value >= 0),
+    "iiters_start_epoch": (">= 0", lambda value: value >= 0),
+    "wpp_ramp_epochs": (">= 0", lambda value: value >= 0),
+    "pred_depth_scale_factor": ("> 0", lambda value: value > 0),
+}
+
+
+def _numeric_problem(options: argparse.Namespace) -> str | None:
+    """The first numeric option outside its range (NaN and infinity are
+    outside every range), or None."""
+    for name, (words, within) in _NUMERIC_RANGES.items():
+        value = getattr(options, name)
+        if not (math.isfinite(value) and within(value)):
+            return f"--{name} must be a finite number {words}, got {value}"
+    return None
+
+
 def validate_options(options: argparse.Namespace) -> str | None:
     """Return a one-line description of the first invalid option, or None."""
     if options.height % 32 or options.width % 32 or options.height <= 0 or options.width <= 0:
@@ -225,8 +255,11 @@ def validate_options(options: argparse.Namespace) -> str | None:
         return f"--frame_ids must not repeat a frame, got {options.frame_ids}"
     if sorted(options.scales) != list(range(len(options.scales))) or len(options.scales) > 4:
         return f"--scales must be 0..N-1 with N <= 4, got {options.scales}"
-    if not 0 < options.min_depth < options.max_depth:
-        return f"need 0 < --min_depth < --max_depth, got {options.min_depth} and {options.max_depth}"
+    if not 0 < options.min_depth < options.max_depth < math.inf:
+        return f"need 0 < --min_depth < --max_depth (finite), got {options.min_depth} and {options.max_depth}"
+    problem = _numeric_problem(options)
+    if problem:
+        return problem
     if options.use_posegt and sorted(options.frame_ids) != [-1, 0, 1]:
         return "--use_posegt needs --frame_ids 0 -1 1 (coarse poses exist for the two neighbours)"
     if options.use_stereo:

@@ -14,8 +14,10 @@ For every image (or video frame) ``<name>`` it writes to the output folder
 * ``<name>_disp.png``: the colour-mapped disparity (``--side_by_side``: next to
   the input image).
 
-Video frames are named ``<video stem>_<frame:06d>``. Runs on the CPU unless a
-GPU is available and selected.
+Video frames are named ``<video stem>_<frame:06d>``. 16-bit grey images are
+scaled to 8 bits. In a folder, an image that cannot be read does not stop the
+others: the failures are reported in one line at the end (exit status 2).
+Runs on the CPU unless a GPU is available and selected.
 """
 from __future__ import annotations
 
@@ -26,16 +28,20 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
+from datasets.eval_base import load_rgb
 from inference import DepthEstimator, colorize_disparity, resolve_device
-from utils import GasMonoError, cli_entry_point
+from options import OneLineErrorParser
+from utils import GasMonoError, cli_entry_point, prepare_output_folder
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "OUTPUT_SUFFIXES",
+    "MAX_NAMES_IN_SUMMARY",
+    "UnreadableImagesError",
     "collect_images",
     "iter_video_frames",
     "save_prediction",
@@ -48,6 +54,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 OUTPUT_SUFFIXES = ("_disp", "_depth")
 """Stems ending like this are our own outputs and are skipped in folders."""
+MAX_NAMES_IN_SUMMARY = 3
+
+
+class UnreadableImagesError(GasMonoError):
+    """Some images of a folder could not be read; the others were processed.
+
+    Attributes:
+        failures: ``(path, reason)`` of every image not processed.
+        written: the files written for the other images.
+    """
+
+    def __init__(self, message: str = "", failures: Sequence[tuple[Path, str]] = (),
+                 written: Sequence[Path] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+        self.written = list(written)
 
 
 def collect_images(folder: Path) -> list[Path]:
@@ -63,11 +85,18 @@ def collect_images(folder: Path) -> list[Path]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise GasMonoError(f"cannot read image {path}: {error}") from None
+    """``H x W x 3`` uint8 RGB (see :func:`datasets.eval_base.load_rgb`)."""
+    return np.asarray(load_rgb(path))
+
+
+def _unreadable_summary(failures: list[tuple[Path, str]], total: int, written: list[Path], output_dir: Path) -> str:
+    names = ", ".join(path.name for path, _ in failures[:MAX_NAMES_IN_SUMMARY])
+    if len(failures) > MAX_NAMES_IN_SUMMARY:
+        names += f" (+{len(failures) - MAX_NAMES_IN_SUMMARY} more)"
+    return (
+        f"{len(failures)} of {total} images could not be read: {names} (first: {failures[0][1]}); "
+        f"the other {total - len(failures)} were processed ({len(written)} files written to {output_dir})"
+    )
 
 
 def iter_video_frames(path: Path, stride: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -135,6 +164,12 @@ def predict_path(
 
     Returns:
         every file written.
+
+    Raises:
+        UnreadableImagesError: after processing a folder, when some of its
+            images could not be read (the others are processed).
+        GasMonoError: a missing or unsupported input, an unreadable single
+            image or video, or an output folder that is a file or not writable.
     """
     if not input_path.exists():
         raise GasMonoError(f"input not found: {input_path}")
@@ -142,20 +177,29 @@ def predict_path(
         raise GasMonoError(f"--video_stride must be at least 1, got {video_stride}")
     written: list[Path] = []
     if input_path.is_dir():
-        output_dir = output_dir or input_path
-        for path in tqdm(collect_images(input_path), desc="predict", unit="img", disable=not progress):
-            image = _read_image(path)
+        output_dir = prepare_output_folder(output_dir or input_path, "output folder")
+        images = collect_images(input_path)
+        failures: list[tuple[Path, str]] = []
+        for path in tqdm(images, desc="predict", unit="img", disable=not progress):
+            try:
+                image = _read_image(path)
+            except GasMonoError as error:
+                failures.append((path, str(error)))
+                continue
             disp = estimator.predict_disparity(image, post_process)
             written += save_prediction(path.stem, image, disp, output_dir, colormap, side_by_side)
+        if failures:
+            raise UnreadableImagesError(_unreadable_summary(failures, len(images), written, output_dir),
+                                        failures, written)
     elif input_path.suffix.lower() in VIDEO_SUFFIXES:
-        output_dir = output_dir or input_path.parent
+        output_dir = prepare_output_folder(output_dir or input_path.parent, "output folder")
         frames = iter_video_frames(input_path, video_stride, max_frames)
         for number, image in tqdm(frames, desc="predict", unit="frame", disable=not progress):
             disp = estimator.predict_disparity(image, post_process)
             written += save_prediction(f"{input_path.stem}_{number:06d}", image, disp, output_dir, colormap,
                                        side_by_side)
     elif input_path.suffix.lower() in IMAGE_SUFFIXES:
-        output_dir = output_dir or input_path.parent
+        output_dir = prepare_output_folder(output_dir or input_path.parent, "output folder")
         image = _read_image(input_path)
         disp = estimator.predict_disparity(image, post_process)
         written += save_prediction(input_path.stem, image, disp, output_dir, colormap, side_by_side)
@@ -167,7 +211,7 @@ def predict_path(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description="Predict depth with a GasMono checkpoint for an image, a folder of images or a video.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -191,10 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry_point
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 < args.min_depth < args.max_depth < float("inf"):
+        parser.error(f"need 0 < --min_depth < --max_depth (finite), got {args.min_depth} and {args.max_depth}")
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error(f"--max_frames must be at least 1, got {args.max_frames}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.input.exists():
         raise GasMonoError(f"input not found: {args.input}")
+    if args.output_dir is not None:
+        prepare_output_folder(args.output_dir, "--output_dir")
     estimator = DepthEstimator.from_checkpoint(
         args.load_weights_folder, resolve_device(args.device, args.no_cuda), args.min_depth, args.max_depth
     )

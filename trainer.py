@@ -4,16 +4,27 @@ One :class:`Trainer` driven by the options of :mod:`options`:
 ``process_batch`` runs depth, the coarse-pose warp through AlignNet
 (``generate_images_posegt``), PoseNet (``predict_poses``) and the multi-scale
 reprojection (``generate_images_pred``); ``compute_losses`` adds the
-photometric, coarse-pose, smoothness and self-distillation terms.
+photometric, coarse-pose, smoothness and self-distillation terms (the
+recipe is described in the README's Training section).
 
 Runs on CPU or CUDA, single process or DDP under ``torchrun``; checkpoints are
 written atomically in the release's folder layout and a run resumes exactly
-from one.
+from one. A run folder holds one run: a new run does not start in the folder
+of an existing one unless it resumes it (``--load_weights_folder`` inside it)
+or replaces it (``--overwrite``).
+
+Checkpoints with non-finite weights are never written. A checkpoint counts as
+verified good once a training step has computed a finite loss with its
+weights; when the loss becomes non-finite, training stops and names the
+newest verified checkpoint (a finite but exploded checkpoint, saved after the
+last finite step, is named as one not to resume from).
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -99,6 +110,13 @@ def temporal_pair(source: torch.Tensor, target: torch.Tensor, frame_id: int) -> 
     return torch.cat([source, target] if frame_id < 0 else [target, source], 1)
 
 
+def checkpoints_by_epoch(models_dir: Path) -> list[Path]:
+    """The ``weights_<epoch>`` folders of a run's ``models`` folder, oldest epoch first."""
+    epochs = {int(path.name.removeprefix("weights_")): path for path in models_dir.glob("weights_*")
+              if path.name.removeprefix("weights_").isdigit()}
+    return [epochs[epoch] for epoch in sorted(epochs)]
+
+
 def seed_worker(worker_id: int) -> None:
     """Seed NumPy and ``random`` in a data-loader worker from its torch seed."""
     seed_everything(torch.initial_seed() % 2**32)
@@ -109,9 +127,14 @@ class Trainer:
 
     Args:
         options: the parsed :class:`options.GasMonoOptions`.
-        with_data: build the data loaders, TensorBoard writers and run folder.
+        with_data: build the data loaders, TensorBoard writers and run folder
+            (refusing the folder of another run, see the module docstring).
             ``False`` gives a trainer that only holds the models, optimiser and
             losses, to be fed hand-built batches through ``process_batch``.
+
+    Raises:
+        GasMonoError: invalid data, an occupied run folder, unreadable
+            checkpoints or pretrained weights (one-line messages).
     """
 
     def __init__(self, options, with_data: bool = True) -> None:
@@ -130,6 +153,10 @@ class Trainer:
         self.tie_break_noise_std = 1e-5
         self.distill_state: BestDisparity | None = None
         self.history: list[dict[str, float | int | str]] = []
+        # the newest checkpoint whose weights gave a finite training loss, and
+        # a checkpoint saved (or loaded) whose weights no step has used yet
+        self.last_good_checkpoint: Path | None = None
+        self.unverified_checkpoint: Path | None = None
 
         seed_everything(options.seed)
         if options.deterministic:
@@ -140,6 +167,7 @@ class Trainer:
 
         self.writers: dict[str, Any] = {}
         if with_data:
+            self._check_run_folder()
             self._build_data()
 
         self.models = self._build_models()
@@ -159,6 +187,8 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _build_models(self) -> dict[str, nn.Module]:
         opt = self.opt
+        if opt.mpvit_pretrained is None:
+            logger.warning("no --mpvit_pretrained given: the depth encoder starts from scratch")
         encoder = networks.mpvit_small(pretrained_path=opt.mpvit_pretrained)
         models: dict[str, nn.Module] = {
             "encoder": encoder,
@@ -269,14 +299,62 @@ class Trainer:
             logger.warning("no usable val_files.txt in %s: validation is skipped", self._split_dir())
         self.val_iterator = None
 
+    def _resumes_this_run(self) -> bool:
+        """Whether ``--load_weights_folder`` is a checkpoint of this run folder."""
+        folder = self.opt.load_weights_folder
+        return folder is not None and Path(folder).resolve().parent == (self.log_path / "models").resolve()
+
+    def _check_run_folder(self) -> None:
+        """Refuse to start a new run in the folder of an existing one.
+
+        An existing run is a ``models`` folder with checkpoints or
+        ``opt.json``; it may be resumed (``--load_weights_folder`` inside it)
+        or replaced (``--overwrite``). Checked before any data is read.
+        """
+        models_dir = self.log_path / "models"
+        checkpoints = checkpoints_by_epoch(models_dir)
+        has_options = (models_dir / "opt.json").is_file()
+        if not (checkpoints or has_options) or self._resumes_this_run() or self.opt.overwrite:
+            return
+        if checkpoints:
+            held = f"{len(checkpoints)} checkpoint(s)"
+            choices = f"continue it with --load_weights_folder {checkpoints[-1]}, or replace it with --overwrite"
+        else:
+            held, choices = "opt.json, no checkpoint", "or replace it with --overwrite"
+        raise GasMonoError(
+            f"run folder {self.log_path} already holds a run ({held}); choose another --model_name, {choices}"
+        )
+
     def _prepare_run_folder(self) -> None:
+        """Create (or, with ``--overwrite``, empty) the run folder, clear what
+        interrupted saves left in it, keep earlier ``opt.json`` files of a
+        resumed run as ``opt.<n>.json`` and write this run's ``opt.json``."""
         from tensorboardX import SummaryWriter
 
         models_dir = self.log_path / "models"
+        if self.opt.overwrite and not self._resumes_this_run() and self.log_path.is_dir():
+            for name in ("models", "train", "val"):
+                shutil.rmtree(self.log_path / name, ignore_errors=True)
+            logger.info("--overwrite: removed the checkpoints, opt.json and TensorBoard logs of the previous run "
+                        "in %s", self.log_path)
+        for action in networks.remove_stale_staging(models_dir):
+            logger.info("interrupted save in %s: %s", models_dir, action)
         models_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(json.dumps(vars(self.opt), indent=2, default=str), models_dir / "opt.json")
+        options_path = models_dir / "opt.json"
+        if options_path.is_file():
+            kept = models_dir / f"opt.{self._next_options_number(models_dir)}.json"
+            options_path.rename(kept)
+            logger.info("kept the options of the earlier run as %s", kept)
+        atomic_write_text(json.dumps(vars(self.opt), indent=2, default=str), options_path)
         for mode in ("train", "val"):
             self.writers[mode] = SummaryWriter(str(self.log_path / mode))
+
+    @staticmethod
+    def _next_options_number(models_dir: Path) -> int:
+        """``1 +`` the largest ``n`` of the ``opt.<n>.json`` files in ``models_dir``."""
+        numbers = [int(match[1]) for path in models_dir.glob("opt.*.json")
+                   if (match := re.fullmatch(r"opt\.(\d+)\.json", path.name))]
+        return max(numbers, default=0) + 1
 
     # --------------------------------------------------------------- training
     def set_train(self) -> None:
@@ -314,39 +392,60 @@ class Trainer:
         if self.opt.max_train_steps:
             num_batches = min(num_batches, self.opt.max_train_steps)
         items_per_batch = self.opt.batch_size * self.dist.world_size
-        progress = tqdm(total=num_batches, desc=f"epoch {self.epoch}", unit="batch",
-                        disable=not self.dist.is_main, dynamic_ncols=True)
-        start = time.time()
-        for batch_index, inputs in enumerate(self.train_loader):
-            if batch_index >= num_batches:
-                break
-            self.distill_state = None
-            for _ in range(passes):
-                outputs, losses = self.process_batch(inputs)
-                self._stop_if_not_finite(losses["loss"])
-                self.optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                self.optimizer.step()
-            elapsed = time.time() - start
-            loss_value = losses["loss"].item()
-            self.history.append({"mode": "train", "epoch": self.epoch, "step": self.step, "loss": loss_value})
-            progress.set_postfix(loss=f"{loss_value:.4f}",
-                                 items_per_s=f"{items_per_batch * (batch_index + 1) / elapsed:.1f}")
-            progress.update()
-            if self.step % self.opt.log_frequency == 0:
-                self.log("train", inputs, outputs, losses)
-                self.val()
-            self.step += 1
-        progress.close()
+        # closed before any error propagates, so that the error is the last line printed
+        with tqdm(total=num_batches, desc=f"epoch {self.epoch}", unit="batch",
+                  disable=not self.dist.is_main, dynamic_ncols=True) as progress:
+            start = time.time()
+            for batch_index, inputs in enumerate(self.train_loader):
+                if batch_index >= num_batches:
+                    break
+                self.distill_state = None
+                for _ in range(passes):
+                    outputs, losses = self.process_batch(inputs)
+                    self._stop_if_not_finite(losses["loss"])
+                    self.optimizer.zero_grad(set_to_none=True)
+                    losses["loss"].backward()
+                    self.optimizer.step()
+                elapsed = time.time() - start
+                loss_value = losses["loss"].item()
+                self.history.append({"mode": "train", "epoch": self.epoch, "step": self.step, "loss": loss_value})
+                progress.set_postfix(loss=f"{loss_value:.4f}",
+                                     items_per_s=f"{items_per_batch * (batch_index + 1) / elapsed:.1f}")
+                progress.update()
+                if self.step % self.opt.log_frequency == 0:
+                    self.log("train", inputs, outputs, losses)
+                    self.val()
+                self.step += 1
+
+    def _checkpoint_advice(self) -> str:
+        """Which checkpoint to resume from after a failure, for error messages."""
+        advice = ""
+        if self.unverified_checkpoint is not None:
+            advice = f"{self.unverified_checkpoint} holds the weights that gave it: do not resume from it; "
+        if self.last_good_checkpoint is not None:
+            return advice + f"the last good checkpoint is {self.last_good_checkpoint}"
+        return advice + "no checkpoint of this run is verified good"
 
     def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
+        """Stop every rank when the loss about to be optimised is not finite.
+
+        A finite loss verifies the checkpoint whose weights it was computed
+        with (the one saved or loaded just before). Only on failure are the
+        parameters themselves checked, to say whether they hold NaN or
+        infinity or are finite but exploded (not the BatchNorm statistics,
+        which the failing forward pass has just updated).
+        """
         finite = bool(torch.isfinite(loss.detach()).item())
-        if not all_ranks_agree(finite, self.dist, self.device):
-            last = sorted((self.log_path / "models").glob("weights_*"), key=lambda path: int(path.name.split("_")[1]))
-            kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-            raise GasMonoError(
-                f"non-finite loss at epoch {self.epoch}, step {self.step}; training stopped ({kept})"
-            )
+        if all_ranks_agree(finite, self.dist, self.device):
+            if self.unverified_checkpoint is not None:
+                self.last_good_checkpoint, self.unverified_checkpoint = self.unverified_checkpoint, None
+            return
+        non_finite = networks.non_finite_entries(self.models, include_buffers=False)
+        parameters = f"parameters: {networks.describe_non_finite(non_finite)}" if non_finite else "parameters finite"
+        raise GasMonoError(
+            f"non-finite loss at epoch {self.epoch}, step {self.step} ({parameters}); training stopped; "
+            f"{self._checkpoint_advice()}"
+        )
 
     # ---------------------------------------------------------- forward pass
     def _autocast(self):
@@ -588,20 +687,38 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def save_model(self) -> Path | None:
-        """Save ``weights_<epoch>`` atomically (main process only)."""
+        """Save ``weights_<epoch>`` atomically (main process only).
+
+        Every rank first checks the weights and optimiser state for NaN and
+        infinity (the last optimiser step of the epoch has not been checked
+        by any loss yet); if any rank finds one, training stops on all of
+        them and nothing is written.
+
+        Returns:
+            the folder written (None on the other ranks).
+        """
+        optimizer_state = self.optimizer.state_dict()
+        non_finite = networks.non_finite_entries(self.models, optimizer_state)
+        if not all_ranks_agree(not non_finite, self.dist, self.device):
+            found = networks.describe_non_finite(non_finite) if non_finite else "found on another rank"
+            raise GasMonoError(
+                f"non-finite weights after epoch {self.epoch}, step {self.step} ({found}): weights_{self.epoch} "
+                f"not saved; training stopped; {self._checkpoint_advice()}"
+            )
         if not self.dist.is_main:
             return None
-        folder = self.log_path / "models" / f"weights_{self.epoch}"
-        return networks.save_weights_folder(
-            folder,
+        folder = networks.save_weights_folder(
+            self.log_path / "models" / f"weights_{self.epoch}",
             self.models,
             height=self.height,
             width=self.width,
             use_stereo=self.opt.use_stereo,
-            optimizer_state=self.optimizer.state_dict(),
+            optimizer_state=optimizer_state,
             extra_state={"epoch": self.epoch, "step": self.step,
                          "lr_scheduler": self.lr_scheduler.state_dict()},
         )
+        self.unverified_checkpoint = folder
+        return folder
 
     def load_model(self) -> None:
         """Load ``--models_to_load`` from ``--load_weights_folder``; with all
@@ -612,6 +729,7 @@ class Trainer:
         names = [name for name in self.opt.models_to_load if name in self.models]
         networks.load_weights_folder(folder, {name: self.models[name] for name in names}, names)
         logger.info("loaded %s from %s", ", ".join(names), folder)
+        self.unverified_checkpoint = folder
 
         if set(names) == set(self.models):
             optimizer_state = networks.load_optimizer_state(folder)

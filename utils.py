@@ -6,13 +6,15 @@ formatting helpers.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
+import re
+import secrets
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -27,7 +29,33 @@ class GasMonoError(Exception):
 
     Command-line entry points print its message on one line, without a
     traceback, and exit with status 2 (see :func:`cli_entry_point`).
+
+    A ``GasMonoError`` raised in a DataLoader worker reaches the main process
+    rebuilt from a message that wraps the worker's whole traceback; the
+    constructor recovers the original message from it, so that the error
+    stays one line wherever it is raised.
     """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_unwrap_worker_message(str(message)))
+
+
+_WORKER_MESSAGE = re.compile(r"^Caught (?P<name>\w+) in DataLoader worker")
+
+
+def _unwrap_worker_message(message: str) -> str:
+    """The original message of an error re-raised by a DataLoader worker, or
+    ``message`` itself.
+
+    Such a message reads ``Caught GasMonoError in DataLoader worker process 0.``,
+    then the worker's traceback, whose last line is
+    ``utils.GasMonoError: <original message>``.
+    """
+    match = _WORKER_MESSAGE.match(message)
+    if match is None:
+        return message
+    _, found, original = message.rpartition(f"{match['name']}: ")
+    return original.strip() if found else message
 
 
 def cli_entry_point(main: F) -> F:
@@ -48,13 +76,29 @@ def cli_entry_point(main: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def readlines(path: str | os.PathLike) -> list[str]:
-    """Return the non-empty lines of a text file, without line endings."""
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The contents of a UTF-8 text file; a missing, unreadable or non-UTF-8
+    file is a :class:`GasMonoError` naming it (and the line of a bad byte)."""
     path = Path(path)
     if not path.is_file():
-        raise GasMonoError(f"file not found: {path}")
-    with open(path, "r", encoding="utf-8") as handle:
-        return [line.rstrip("\r\n") for line in handle if line.strip()]
+        raise GasMonoError(f"{what} not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise GasMonoError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise GasMonoError(
+            f"{what} {path} line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); is it a text file?"
+        ) from None
+
+
+def readlines(path: str | os.PathLike, what: str = "file") -> list[str]:
+    """Return the non-empty lines of a UTF-8 text file, without line endings
+    (errors as in :func:`read_text`)."""
+    return [line for line in read_text(path, what).splitlines() if line.strip()]
 
 
 def require_path(path: str | os.PathLike, what: str) -> Path:
@@ -66,6 +110,26 @@ def require_path(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
+def prepare_output_folder(path: str | os.PathLike, what: str) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed and check
+    that it can be written to, before any work that ends by writing there.
+
+    Raises:
+        GasMonoError: naming ``what`` when ``path`` is a file, cannot be
+            created or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GasMonoError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GasMonoError(f"cannot create {what} {path}: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise GasMonoError(f"{what} {path} is not writable")
+    return path
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (CPU and every CUDA device)."""
     random.seed(seed)
@@ -73,15 +137,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the target folder, then rename it
-    over ``path``: a crash never leaves a half-written file behind."""
+def hidden_sibling(path: Path, suffix: str) -> Path:
+    """A fresh hidden name beside ``path``: ``.<name>.<random hex><suffix>``."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+
+
+def _create_temporary_file(path: Path) -> tuple[int, str]:
+    """Create ``.<name>.<random>.tmp`` beside ``path`` for writing, with the
+    permissions of any new file (``0o666`` less the umask; ``tempfile``
+    would give ``0o600``). Returns ``(descriptor, name)``."""
+    name = str(hidden_sibling(path, ".tmp"))
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+
+
+@contextlib.contextmanager
+def atomic_output_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a hidden temporary file beside ``path`` for writing and rename it
+    over ``path`` when the block ends without error (after an ``fsync``): a
+    crash, a kill or a full disk never leaves a half-written file, and an
+    existing file stays as it was. The file gets the permissions of any new
+    file (``0o666`` less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp_name = _create_temporary_file(path)
     try:
-        with os.fdopen(handle, "wb") as tmp_file:
-            torch.save(obj, tmp_file)
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(handle, mode, encoding=encoding) as tmp_file:
+            yield tmp_file
             tmp_file.flush()
             os.fsync(tmp_file.fileno())
         os.replace(tmp_name, path)
@@ -92,37 +174,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
-    """Write a text file atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as tmp_file:
-            tmp_file.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    """Write a UTF-8 text file through :func:`atomic_output_file`."""
+    with atomic_output_file(path, "w") as handle:
+        handle.write(text)
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed(path, **arrays)`` through a temporary file in the
-    target folder renamed over ``path``: a crash or a full disk never leaves a
-    half-written archive behind, and an existing file stays as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp_file:
-            np.savez_compressed(tmp_file, **arrays)
-            tmp_file.flush()
-            os.fsync(tmp_file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    """``np.savez_compressed(path, **arrays)`` through :func:`atomic_output_file`."""
+    with atomic_output_file(path) as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def select_device(no_cuda: bool) -> torch.device:

@@ -47,15 +47,44 @@ PixelCrop = tuple[int, int, int, int]
 """``(top, bottom, left, right)``: rows ``top:bottom`` and columns ``left:right``."""
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+"""PIL modes of single-channel 16-bit images (PNG opens as ``I;16``, older Pillow as ``I``)."""
+
+
+def _sixteen_bit_to_rgb(image: Image.Image, path: Path) -> Image.Image:
+    """Scale a 16-bit grey image to 8 bits (``round(value / 257)``, so that
+    65535 becomes 255) and repeat it in three channels. PIL's own
+    ``convert("RGB")`` clips every value above 255 to white."""
+    values = np.asarray(image)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise GasMonoError(f"cannot read image {path}: integer values outside 0..65535 (not a 16-bit image)")
+    grey = np.round(values.astype(np.float32) / 257.0).astype(np.uint8)
+    return Image.fromarray(np.repeat(grey[..., None], 3, axis=2), "RGB")
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as an RGB PIL image (one-line error when unreadable)."""
+    """Read an image file as an 8-bit RGB PIL image.
+
+    16-bit grey images are scaled to 8 bits (16-bit colour PNGs are read at 8
+    bits by PIL itself); floating-point images are refused.
+
+    Raises:
+        GasMonoError: naming the file when it is missing, unreadable or of an
+            unsupported kind.
+    """
     path = Path(path)
     if not path.is_file():
         raise GasMonoError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
+            if image.mode in SIXTEEN_BIT_MODES:
+                return _sixteen_bit_to_rgb(image, path)
+            if image.mode == "F":
+                raise GasMonoError(f"cannot read image {path}: floating-point pixels; expected an 8- or 16-bit image")
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
+    except UnidentifiedImageError:
+        raise GasMonoError(f"cannot read image {path}: not an image file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise GasMonoError(f"cannot read image {path}: {error}") from None
 
 
@@ -151,6 +180,10 @@ class GroundTruth:
     def __getitem__(self, index: int) -> np.ndarray:
         raise NotImplementedError
 
+    def shape(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of map ``index``, without reading the depth values when possible."""
+        return tuple(self[index].shape)
+
 
 def load_stacked_depths(path: str | os.PathLike) -> np.ndarray:
     """Load the ``data`` entry of a ground-truth ``.npz``.
@@ -200,6 +233,9 @@ class StackedGroundTruth(GroundTruth):
             raise GasMonoError(f"ground-truth file {self.path}: map {index} has shape {depth.shape}, not H x W")
         return depth
 
+    def shape(self, index: int) -> tuple[int, int]:
+        return tuple(np.shape(self.maps[index]))
+
 
 def read_depth_image(path: str | os.PathLike, divisor: float, invalid_values: Sequence[int] = ()) -> np.ndarray:
     """Read a 16-bit depth PNG as metres (``value / divisor``); ``invalid_values`` and 0 become 0.
@@ -242,6 +278,16 @@ class DepthImageGroundTruth(GroundTruth):
 
     def __getitem__(self, index: int) -> np.ndarray:
         return read_depth_image(self.paths[index], self.divisor, self.invalid_values)
+
+    def shape(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` from the image header."""
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError) as error:
+            raise GasMonoError(f"cannot read ground-truth depth image {path}: {error}") from None
+        return height, width
 
 
 @dataclass

@@ -40,7 +40,7 @@ def parse_kitti_split(path: str | os.PathLike) -> list[KittiItem]:
     """Parse a KITTI split file (lines ``<date>/<drive> <frame> <side>``)."""
     path = Path(path)
     items = []
-    for number, line in enumerate(readlines(path), start=1):
+    for number, line in enumerate(readlines(path, "KITTI split file"), start=1):
         parts = line.split()
         if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in KITTI_SIDE_TO_CAMERA:
             raise GasMonoError(
@@ -60,7 +60,7 @@ def read_calib_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise GasMonoError(f"KITTI calibration file not found: {path}")
     data = {}
-    for line in readlines(path):
+    for line in readlines(path, "KITTI calibration file"):
         key, separator, value = line.partition(":")
         if not separator:
             continue

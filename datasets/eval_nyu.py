@@ -65,7 +65,7 @@ class NYUTestDataset(EvalImageDataset):
     ) -> None:
         self.data_path = Path(data_path)
         self.list_path = Path(list_path)
-        lines = readlines(self.list_path)
+        lines = readlines(self.list_path, "NYUv2 test list")
         paths = []
         for number, line in enumerate(lines, start=1):
             folder, index = parse_nyu_test_line(line, self.list_path, number)

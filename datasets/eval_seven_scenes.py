@@ -33,7 +33,7 @@ _SEQUENCE_LINE = re.compile(r"^\s*(?:sequence|seq-?)(\d+)\s*$", re.IGNORECASE)
 def parse_test_split(path: Path) -> list[str]:
     """Sequence folder names (``seq-XX``) listed in a ``TestSplit.txt``."""
     folders = []
-    for number, line in enumerate(readlines(path), start=1):
+    for number, line in enumerate(readlines(path, "7-Scenes test split"), start=1):
         match = _SEQUENCE_LINE.match(line)
         if not match:
             raise GasMonoError(f"{path}:{number}: expected 'sequenceN' or 'seq-NN', got {line!r}")

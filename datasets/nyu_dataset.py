@@ -49,8 +49,12 @@ class NYUDataset(MonoDataset):
         if pixel_K.shape != (3, 3):
             raise GasMonoError(f"intrinsics {cam_path} have shape {pixel_K.shape}, expected (3, 3)")
         first_frame = self.items[next(i for i, item in enumerate(self.items) if item[0] == folder)][1]
-        with Image.open(self.get_image_path(folder, first_frame, "l")) as image:
-            width, height = image.size
+        image_path = self.get_image_path(folder, first_frame, "l")
+        try:
+            with Image.open(image_path) as image:
+                width, height = image.size
+        except OSError as error:
+            raise GasMonoError(f"cannot read image {image_path}: {error}") from None
         K = np.eye(4, dtype=np.float32)
         K[:3, :3] = pixel_K
         K[0, :] /= width

@@ -34,14 +34,16 @@ from evaluation.metrics import evaluate_depth_maps
 from evaluation.protocols import EvalProtocol, resolve_protocol
 from inference import DepthEstimator, resolve_device
 from layers import DEPTH_METRIC_NAMES
-from utils import GasMonoError, atomic_write_text
+from utils import GasMonoError, atomic_write_text, prepare_output_folder
 
 __all__ = [
     "STEREO_SCALE_FACTOR",
     "EvalConfig",
     "build_eval_set",
+    "check_ground_truth",
     "predict_disparities",
     "load_disparities",
+    "check_disparities",
     "evaluate",
     "evaluate_checkpoint",
     "format_results",
@@ -181,19 +183,59 @@ def predict_disparities(
     return disps
 
 
+def check_ground_truth(ground_truth: GroundTruth, protocol: EvalProtocol) -> None:
+    """Before any inference: every map has the size the protocol needs
+    (map headers only where the maps are image files)."""
+    if protocol.gt_size is None:
+        return
+    for index in range(len(ground_truth)):
+        protocol.check_gt_shape(ground_truth.shape(index), index)
+
+
+def check_disparities(disps: np.ndarray, source: str) -> None:
+    """Refuse disparities that are not finite and positive: they have no depth
+    (``1 / disp``) and would give NaN or plausible-looking but wrong metrics.
+
+    Args:
+        disps: ``N x h x w`` scaled disparities.
+        source: what they are, for the message (a file, a checkpoint).
+    """
+    finite = np.isfinite(disps)
+    bad = ~finite | (disps <= 0)
+    if not bad.any():
+        return
+    counts = {"NaN or infinite": int((~finite).sum()), "zero": int((disps == 0).sum()),
+              "negative": int((disps < 0).sum())}
+    kinds = ", ".join(f"{count} {kind}" for kind, count in counts.items() if count)
+    images = np.flatnonzero(bad.reshape(len(disps), -1).any(axis=1))
+    raise GasMonoError(
+        f"{source}: disparities must be finite and > 0, found {kinds} in {len(images)} of {len(disps)} "
+        f"image(s) (first: image {images[0]})"
+    )
+
+
 def load_disparities(path: str | os.PathLike) -> np.ndarray:
-    """Load external disparities: ``N x h x w`` (or ``N x 1 x h x w``) ``.npy``."""
+    """Load external disparities: ``N x h x w`` (or ``N x 1 x h x w``) ``.npy``,
+    all finite and positive (see :func:`check_disparities`).
+
+    Returns:
+        ``N x h x w`` float32.
+    """
     path = Path(path)
     if not path.is_file():
         raise GasMonoError(f"disparity file not found: {path}")
     try:
         disps = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise GasMonoError(f"cannot read disparities {path}: {error}") from None
     if disps.ndim == 4 and disps.shape[1] == 1:
         disps = disps[:, 0]
     if disps.ndim != 3:
         raise GasMonoError(f"{path}: expected N x h x w disparities, got shape {disps.shape}")
+    if disps.dtype.kind not in "fiu":
+        raise GasMonoError(f"{path}: expected numeric disparities, got dtype {disps.dtype}")
+    disps = disps.astype(np.float32, copy=False)
+    check_disparities(disps, str(path))
     return disps
 
 
@@ -227,18 +269,30 @@ def evaluate(config: EvalConfig) -> dict:
     protocol = resolve_protocol(config.split, config.protocol)
     if config.batch_size < 1:
         raise GasMonoError(f"batch size must be at least 1, got {config.batch_size}")
+    if not (np.isfinite(config.pred_depth_scale_factor) and config.pred_depth_scale_factor > 0):
+        raise GasMonoError(f"the depth scale factor must be finite and > 0, got {config.pred_depth_scale_factor}")
+    if config.ext_disp_to_eval is None and config.load_weights_folder is None:
+        raise GasMonoError("give a checkpoint (--load_weights_folder) or disparities (--ext_disp_to_eval)")
     median_scaling = config.median_scaling and not config.eval_stereo
     scale_factor = STEREO_SCALE_FACTOR if config.eval_stereo else config.pred_depth_scale_factor
+    out_dir = _output_folder(config)
+    writes = config.save_pred_disps or not config.no_eval
 
     if config.ext_disp_to_eval is not None:
         pred_disps = load_disparities(config.ext_disp_to_eval)
         height, width = pred_disps.shape[1:]
         ground_truth = _ground_truth_only(config, protocol, height, width)
+        if not config.no_eval:
+            if len(pred_disps) != len(ground_truth):
+                raise GasMonoError(
+                    f"{len(pred_disps)} predictions but {len(ground_truth)} ground-truth maps ({ground_truth.source})"
+                )
+            check_ground_truth(ground_truth, protocol)
+        if writes:
+            prepare_output_folder(out_dir, "results folder")
         test_set = ground_truth.source
         checkpoint = None
     else:
-        if config.load_weights_folder is None:
-            raise GasMonoError("give a checkpoint (--load_weights_folder) or disparities (--ext_disp_to_eval)")
         if config.data_path is None or not Path(config.data_path).exists():
             raise GasMonoError(f"test data folder not found: {config.data_path}")
         device = resolve_device(config.device, config.no_cuda)
@@ -247,11 +301,16 @@ def evaluate(config: EvalConfig) -> dict:
         )
         height, width = estimator.height, estimator.width
         eval_set = build_eval_set(config, protocol, height, width)
+        if not config.no_eval:
+            check_ground_truth(eval_set.ground_truth, protocol)
+        if writes:
+            prepare_output_folder(out_dir, "results folder")
         logger.info("evaluating %d images of %s at %dx%d on %s", len(eval_set.dataset), eval_set.description,
                     height, width, device)
         pred_disps = predict_disparities(
             estimator, eval_set.dataset, config.batch_size, config.num_workers, config.post_process, config.progress
         )
+        check_disparities(pred_disps, f"predictions of {config.load_weights_folder}")
         ground_truth = eval_set.ground_truth
         test_set = eval_set.description
         checkpoint = str(config.load_weights_folder)
@@ -275,26 +334,21 @@ def evaluate(config: EvalConfig) -> dict:
     if config.split == "7scenes":
         results["frame_stride"] = config.frame_stride
 
-    out_dir = _output_folder(config)
     if config.save_pred_disps:
         disps_path = out_dir / f"disps_{config.split}_{protocol.name}.npy"
-        out_dir.mkdir(parents=True, exist_ok=True)
         np.save(disps_path, pred_disps)
         results["pred_disps_file"] = str(disps_path)
         logger.info("saved predicted disparities to %s", disps_path)
     if config.no_eval:
         return results
 
-    if len(pred_disps) != len(ground_truth):
-        raise GasMonoError(
-            f"{len(pred_disps)} predictions but {len(ground_truth)} ground-truth maps ({ground_truth.source})"
-        )
     results.update(
         evaluate_depth_maps(pred_disps, ground_truth, protocol, median_scaling, scale_factor, config.progress)
     )
     results_path = out_dir / f"eval_{config.split}_{protocol.name}.json"
     results["results_file"] = str(results_path)
-    atomic_write_text(json.dumps(results, indent=2) + "\n", results_path)
+    # the inputs are checked, so no metric is NaN; allow_nan=False makes sure the file is valid JSON
+    atomic_write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", results_path)
     return results
 
 

@@ -81,9 +81,14 @@ class EvalProtocol:
 
     def check_gt_size(self, depth: np.ndarray, index: int) -> None:
         """Raise a :class:`GasMonoError` when this protocol needs another map size."""
-        if self.gt_size is not None and depth.shape != tuple(self.gt_size):
+        self.check_gt_shape(depth.shape, index)
+
+    def check_gt_shape(self, shape: tuple[int, ...], index: int) -> None:
+        """:meth:`check_gt_size` from the ``(H, W)`` shape of ground-truth map ``index``."""
+        if self.gt_size is not None and tuple(shape) != tuple(self.gt_size):
+            size = "x".join(str(side) for side in shape)
             raise GasMonoError(
-                f"ground-truth map {index} is {depth.shape[0]}x{depth.shape[1]} (H x W); protocol "
+                f"ground-truth map {index} is {size} (H x W); protocol "
                 f"{self.split}/{self.name} needs {self.gt_size[0]}x{self.gt_size[1]}"
             )
 

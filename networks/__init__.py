@@ -3,11 +3,15 @@ and checkpoint I/O in the release's folder layout."""
 from .align_net import TransDecoder
 from .checkpoints import (
     MODEL_NAMES,
+    NonFiniteWeightsError,
+    describe_non_finite,
     load_mpvit_imagenet,
     load_optimizer_state,
     load_resnet_imagenet,
     load_training_state,
     load_weights_folder,
+    non_finite_entries,
+    remove_stale_staging,
     save_weights_folder,
 )
 from .depth_decoder import DepthDecoder, convex_upsample
@@ -24,6 +28,10 @@ __all__ = [
     "PoseDecoder",
     "TransDecoder",
     "MODEL_NAMES",
+    "NonFiniteWeightsError",
+    "non_finite_entries",
+    "describe_non_finite",
+    "remove_stale_staging",
     "save_weights_folder",
     "load_weights_folder",
     "load_optimizer_state",

@@ -420,7 +420,8 @@ def mpvit_small(pretrained_path: str | None = None) -> MPViT:
     Args:
         pretrained_path: optional ImageNet ``mpvit_small.pth``; loaded
             non-strictly by :func:`networks.checkpoints.load_mpvit_imagenet`
-            (a missing file logs a warning and keeps the random init).
+            (a path to a missing file is a :class:`utils.GasMonoError`; None
+            keeps the random initialisation).
     """
     model = MPViT(
         num_path=(2, 3, 3, 3),

@@ -40,8 +40,9 @@ class ResnetEncoder(nn.Module):
     Args:
         num_layers: 18, 34, 50, 101 or 152.
         pretrained: start from torchvision ImageNet weights read from the local
-            file ``pretrained_path`` (never downloaded); without a file a
-            warning is logged and the network starts from scratch.
+            file ``pretrained_path`` (never downloaded); without a path a
+            warning is logged and the network starts from scratch, a path to
+            a missing file is a :class:`utils.GasMonoError`.
         num_input_images: number n of stacked RGB images (input has 3n channels).
         pretrained_path: torchvision ResNet state-dict file.
 

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import pickle
 import random
+import signal
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +25,7 @@ import networks.checkpoints as checkpoints  # noqa: E402
 from networks import (  # noqa: E402
     MODEL_NAMES,
     DepthDecoder,
+    NonFiniteWeightsError,
     PoseDecoder,
     ResnetEncoder,
     TransDecoder,
@@ -28,9 +34,10 @@ from networks import (  # noqa: E402
     load_training_state,
     load_weights_folder,
     mpvit_small,
+    remove_stale_staging,
     save_weights_folder,
 )
-from utils import GasMonoError  # noqa: E402
+from utils import GasMonoError, atomic_write_text  # noqa: E402
 
 HEIGHT, WIDTH = 64, 96
 
@@ -203,6 +210,93 @@ def test_interrupted_save_keeps_previous_folder(tmp_path, models, monkeypatch):
     assert sorted(path.name for path in folder.iterdir()) == ["pose.pth"]
 
 
+def test_non_finite_weights_are_refused_and_nothing_is_written(tmp_path, models):
+    decoder = PoseDecoder([64, 64, 128, 256, 512], 1, 2)
+    with torch.no_grad():
+        decoder.net[3].weight[0, 0, 0, 0] = float("inf")
+    optimizer_state = {"state": {0: {"exp_avg_sq": torch.tensor([1.0, float("nan")])}}, "param_groups": []}
+    with pytest.raises(NonFiniteWeightsError) as info:
+        save_weights_folder(tmp_path / "weights_0", {"pose": decoder, "trans": models["trans"]}, HEIGHT, WIDTH,
+                            False, optimizer_state)
+    assert info.value.names == ["pose.net.3.weight", "adam.state.0.exp_avg_sq"]
+    assert str(info.value) == (f"{tmp_path / 'weights_0'} not saved: 2 tensor(s) with NaN or infinity: "
+                               "pose.net.3.weight, adam.state.0.exp_avg_sq")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_folders_and_text_files_get_normal_permissions(tmp_path, models):
+    previous = os.umask(0o022)
+    try:
+        folder = save_weights_folder(tmp_path / "weights_0", {"pose": models["pose"]}, HEIGHT, WIDTH, False)
+        atomic_write_text("{}\n", tmp_path / "opt.json")
+    finally:
+        os.umask(previous)
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o755)
+    assert oct((folder / "pose.pth").stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "opt.json").stat().st_mode & 0o777) == oct(0o644)
+
+
+KILLED_SAVE_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    import networks.checkpoints as checkpoints
+    from networks import PoseDecoder, save_weights_folder
+
+    original_write = checkpoints._write
+
+    def slow_write(obj, path):
+        original_write(obj, path)
+        print("written", path, flush=True)
+        time.sleep(60)
+
+    models = {{"pose": PoseDecoder([64, 64, 128, 256, 512], 1, 2)}}
+    save_weights_folder({folder!r}, models, 64, 96, False)
+    checkpoints._write = slow_write
+    save_weights_folder({folder!r}, models, 64, 96, False)
+    """
+)
+
+
+def test_kill_during_a_save_leaves_a_staging_folder_that_is_cleared(tmp_path):
+    """``kill -9`` in the middle of replacing weights_0: weights_0 is intact, a
+    hidden staging folder is left; remove_stale_staging clears it."""
+    models_dir = tmp_path / "models"
+    script = KILLED_SAVE_SCRIPT.format(root=str(PROJECT_ROOT), folder=str(models_dir / "weights_0"))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("written")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    staging = [path for path in models_dir.iterdir() if path.name != "weights_0"]
+    assert len(staging) == 1 and staging[0].name.startswith(".weights_0.") and staging[0].name.endswith(".tmp")
+    assert [path.name for path in (models_dir / "weights_0").iterdir()] == ["pose.pth"]
+    assert remove_stale_staging(models_dir) == [f"removed {staging[0].name}"]
+    assert [path.name for path in models_dir.iterdir()] == ["weights_0"]
+
+
+def test_corrupt_training_state_does_not_advise_unsafe_loading(tmp_path):
+    (tmp_path / "training_state.pth").write_bytes(pickle.dumps({"epoch": 3}))
+    with pytest.raises(GasMonoError) as info:
+        load_training_state(tmp_path)
+    message = str(info.value)
+    assert message == (f"cannot read training state {tmp_path / 'training_state.pth'}: it is corrupt or holds "
+                       "objects other than tensors and plain values (not a file written by this project or the "
+                       "GasMono release)")
+    good = tmp_path / "good"
+    save_weights_folder(good, {}, HEIGHT, WIDTH, False, extra_state={"epoch": 3, "step": 10})
+    (tmp_path / "training_state.pth").write_bytes((good / "training_state.pth").read_bytes()[:300])
+    with pytest.raises(GasMonoError) as info:
+        load_training_state(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"cannot read training state {tmp_path / 'training_state.pth'} (")
+    assert message.endswith("; truncated or corrupt?)")
+    assert "weights_only" not in message and "\n" not in message
+
+
 def test_wrong_architecture_names_file_and_keys(saved_folder, tmp_path):
     folder = tmp_path / "weights_0"
     folder.mkdir()
@@ -298,17 +392,19 @@ def test_mpvit_imagenet_missing_keys_count_aliases_once(tmp_path):
     assert report["missing"] == ["stem.0.conv.weight"]
 
 
-def test_missing_pretrained_files_warn_and_build(tmp_path, caplog):
+def test_pretrained_files_given_but_missing_are_errors_none_given_warns(tmp_path, caplog):
     missing = tmp_path / "absent.pth"
+    with pytest.raises(GasMonoError, match=f"MPViT ImageNet checkpoint not found: {missing}"):
+        mpvit_small(str(missing))
+    with pytest.raises(GasMonoError, match=f"ResNet ImageNet weights not found: {missing}"):
+        ResnetEncoder(18, True, 2, pretrained_path=str(missing))
     with caplog.at_level(logging.WARNING):
-        encoder = mpvit_small(str(missing))
-        resnet = ResnetEncoder(18, True, 2, pretrained_path=str(missing))
         resnet_no_path = ResnetEncoder(18, True, 2)
-    assert encoder.num_ch_enc == [64, 128, 216, 288, 288]
-    assert resnet.encoder.conv1.weight.shape == (64, 6, 7, 7) and resnet_no_path is not None
+        assert load_mpvit_imagenet(mpvit_small(), None) is None
+    assert resnet_no_path.encoder.conv1.weight.shape == (64, 6, 7, 7)
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert sum(str(missing) in text for text in warnings) == 2
     assert any("no file given" in text for text in warnings)
+    assert any("no MPViT ImageNet checkpoint given" in text for text in warnings)
 
 
 def test_resnet_imagenet_weights_repeat_conv1(tmp_path):

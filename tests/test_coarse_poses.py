@@ -251,7 +251,7 @@ def test_split_files_mode_keeps_the_lists_and_reports_the_items_without_poses(to
     assert "1 of 2 listed sequence(s) are not under" in stdout
 
     with pytest.raises(GasMonoError, match=f"coarse pose file missing: {cpose_dir / textured / '0005.npy'} "
-                                           f"\\(needed by .* line 1\\)"):
+                                           f"\\(needed by .* line 1: '{textured} 0005 l'\\)"):
         NYUDataset(tool_run.data_path, [f"{textured} 0005 l"], 48, 64, [0, -1, 1], 4, cpose_dir=cpose_dir)
 
     with pytest.raises(SystemExit) as exit_info:

@@ -150,12 +150,63 @@ def test_bad_inputs_give_one_line_errors(synthetic: dict, tmp_path: Path) -> Non
     shutil.copytree(synthetic["cpose_dir"], cpose_dir)
     bad = cpose_dir / scene / "0002.npy"
     np.save(bad, np.zeros((4, 4), np.float32))
-    dataset = NYUDataset(synthetic["data_path"], [f"{scene} 0002 l"], HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
     with pytest.raises(GasMonoError, match=f"coarse poses {bad} have shape \\(4, 4\\), expected \\(2, 4, 4\\)"):
-        dataset[0]
+        NYUDataset(synthetic["data_path"], [f"{scene} 0002 l"], HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
     bad.unlink()
     with pytest.raises(GasMonoError, match=f"coarse pose file missing: {bad}"):
         NYUDataset(synthetic["data_path"], [f"{scene} 0002 l"], HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
+
+
+def test_coarse_poses_are_checked_when_the_data_set_is_built(synthetic: dict, tmp_path: Path) -> None:
+    scene = synthetic["lines"][0].split()[0]
+    cpose_dir = tmp_path / "cpose"
+    shutil.copytree(synthetic["cpose_dir"], cpose_dir)
+    split = tmp_path / "train_files.txt"
+    split.write_text(f"{scene} 0001 l\n\n{scene} 0003 l\n")
+    bad = cpose_dir / scene / "0003.npy"
+    poses = np.load(bad)
+    poses[1, 0, 3] = np.nan
+    np.save(bad, poses)
+    with pytest.raises(GasMonoError) as info:
+        NYUDataset(synthetic["data_path"], split, HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
+    assert str(info.value) == (f"coarse poses {bad} contain non-finite values "
+                               f"(needed by {split} line 3: '{scene} 0003 l')")
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(GasMonoError, match=f"cannot read coarse poses {bad}: .*line 3"):
+        NYUDataset(synthetic["data_path"], split, HEIGHT, WIDTH, FRAMES, 4, cpose_dir=cpose_dir)
+
+
+def test_unreadable_frames_and_split_files_are_one_line_errors(synthetic: dict, tmp_path: Path) -> None:
+    """A truncated JPEG and a text file named .jpg: one line naming the file and
+    the split line, also from inside DataLoader workers; a split file that is
+    not UTF-8: one line naming it."""
+    scene = synthetic["lines"][0].split()[0]
+    data_path = tmp_path / "scenes"
+    shutil.copytree(synthetic["data_path"] / scene, data_path / scene)
+    truncated = data_path / scene / "000002.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:400])
+    not_an_image = data_path / scene / "000004.jpg"
+    not_an_image.write_text("not an image")
+    split = tmp_path / "train_files.txt"
+    split.write_text(f"{scene} 0001 l\n{scene} 0002 l\n{scene} 0003 l\n{scene} 0004 l\n")
+    dataset = NYUDataset(data_path, split, HEIGHT, WIDTH, FRAMES, 4)
+    with pytest.raises(GasMonoError) as info:
+        dataset[1]
+    message = str(info.value)
+    assert message.startswith(f"cannot read image {truncated}: ") and "\n" not in message
+    assert message.endswith(f"(item of {split} line 2: '{scene} 0002 l')")
+    with pytest.raises(GasMonoError, match=f"cannot read image {not_an_image}: .*line 4: '{scene} 0004 l'"):
+        dataset[3]
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
+    with pytest.raises(GasMonoError) as info:
+        list(loader)
+    assert str(info.value).startswith(f"cannot read image {truncated}: ") and "\n" not in str(info.value)
+
+    split.write_bytes(f"{scene} 0001 l\n{scene} 0002 \xe9\n".encode("latin-1"))
+    with pytest.raises(GasMonoError) as info:
+        NYUDataset(data_path, split, HEIGHT, WIDTH, FRAMES, 4)
+    assert str(info.value) == f"split file {split} line 2: not UTF-8 text (byte 0xe9); is it a text file?"
 
 
 def test_augmentation_modes(synthetic: dict) -> None:

@@ -84,6 +84,10 @@ def test_nyu_list_and_gt_fallback_to_split_dir(tmp_path):
         (lambda root: np.savez(root / "gt_depths.npz", depth=np.zeros((3, 4, 4))), "no 'data' entry"),
         (lambda root: np.savez(root / "gt_depths.npz", data=np.zeros((2, 4, 4))), "3 test images but 2 ground-truth"),
         (lambda root: (root / "gt_depths.npz").write_bytes(b"not a zip"), "cannot read ground-truth"),
+        (lambda root: (root / "gt_depths.npz").write_bytes((root / "gt_depths.npz").read_bytes()[:300]),
+         "gt_depths.npz: File is not a zip file"),
+        (lambda root: (root / "test_files.txt").write_bytes(b"color 0001 l\ncolor \xff\xfe l\n"),
+         "test_files.txt line 2: not UTF-8 text"),
     ],
 )
 def test_nyu_bad_input_is_one_line_error(tmp_path, break_it, message):

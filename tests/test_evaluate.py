@@ -307,3 +307,75 @@ def test_no_eval_returns_predictions_only(nyu_setup, tmp_path):
     assert "metrics" not in results and results["num_predictions"] == 3
     assert not (tmp_path / "eval_nyu_eigen.json").exists()
     assert "evaluation disabled" in format_results(results)
+
+
+# --------------------------------------------------------------------------
+# no silently wrong results, no wasted inference
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_value", [0.0, float("nan"), -0.5, float("inf")])
+def test_external_disparities_must_be_finite_and_positive(nyu_setup, tmp_path, bad_value):
+    _, data = nyu_setup
+    disps = np.full((3, 8, 8), 0.5, np.float32)
+    disps[1, 2, 3] = bad_value
+    path = tmp_path / "disps.npy"
+    np.save(path, disps)
+    kind = {0.0: "1 zero", -0.5: "1 negative"}.get(bad_value, "1 NaN or infinite")
+    with pytest.raises(GasMonoError) as info:
+        evaluate(EvalConfig(ext_disp_to_eval=str(path), data_path=str(data), progress=False))
+    assert str(info.value) == (f"{path}: disparities must be finite and > 0, found {kind} in 1 of 3 image(s) "
+                               "(first: image 1)")
+    assert not (tmp_path / "eval_nyu_eigen.json").exists()
+
+
+def test_results_file_is_strict_json(nyu_setup, tmp_path):
+    _, data = nyu_setup
+    np.save(tmp_path / "disps.npy", np.random.default_rng(0).uniform(0.2, 1.0, (3, 8, 8)).astype(np.float32))
+    evaluate(EvalConfig(ext_disp_to_eval=str(tmp_path / "disps.npy"), data_path=str(data), progress=False))
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in the results file")
+
+    results = json.loads((tmp_path / "eval_nyu_eigen.json").read_text(), parse_constant=refuse)
+    assert all(math.isfinite(value) for value in results["metrics"].values())
+
+
+def test_ground_truth_is_checked_before_inference(nyu_setup, tmp_path, monkeypatch):
+    weights, data = nyu_setup
+    small = tmp_path / "nyu_small_gt"
+    small.mkdir()
+    (small / "color").symlink_to(data / "color")
+    (small / "test_files.txt").write_text((data / "test_files.txt").read_text())
+    np.savez(small / "gt_depths.npz", data=np.ones((3, 240, 320), np.float32))
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("inference ran before the ground truth was checked")
+
+    monkeypatch.setattr("evaluation.evaluator.predict_disparities", no_inference)
+    with pytest.raises(GasMonoError, match=r"ground-truth map 0 is 240x320 \(H x W\); protocol nyu/eigen needs 480x640"):
+        evaluate(EvalConfig(load_weights_folder=str(weights), data_path=str(small), out_dir=str(tmp_path),
+                            progress=False))
+    np.savez(small / "gt_depths.npz", data=np.ones((2, 480, 640), np.float32))
+    with pytest.raises(GasMonoError, match="3 test images but 2 ground-truth maps"):
+        evaluate(EvalConfig(load_weights_folder=str(weights), data_path=str(small), out_dir=str(tmp_path),
+                            progress=False))
+    (tmp_path / "results").write_text("a file")
+    np.savez(small / "gt_depths.npz", data=np.ones((3, 480, 640), np.float32))
+    with pytest.raises(GasMonoError, match=f"results folder {tmp_path / 'results'} is a file, not a folder"):
+        evaluate(EvalConfig(load_weights_folder=str(weights), data_path=str(small),
+                            out_dir=str(tmp_path / "results"), progress=False))
+
+
+def test_truncated_ground_truth_and_disparity_files_are_one_line_errors(nyu_setup, tmp_path):
+    _, data = nyu_setup
+    np.save(tmp_path / "disps.npy", np.full((3, 8, 8), 0.5, np.float32))
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes((tmp_path / "disps.npy").read_bytes()[:200])
+    with pytest.raises(GasMonoError, match=f"cannot read disparities {truncated}: Failed to read all data"):
+        evaluate(EvalConfig(ext_disp_to_eval=str(truncated), data_path=str(data), progress=False))
+    gt = tmp_path / "gt_depths.npz"
+    gt.write_bytes((data / "gt_depths.npz").read_bytes()[:1000])
+    with pytest.raises(GasMonoError, match=f"cannot read ground-truth file {gt}: File is not a zip file"):
+        evaluate(EvalConfig(ext_disp_to_eval=str(tmp_path / "disps.npy"), data_path=str(data), gt_depths=str(gt),
+                            progress=False))

@@ -80,6 +80,19 @@ def test_every_release_flag_exists_with_recipe_defaults():
         (["--predictive_mask"], "not supported"),
         (["--batch_size", "0"], "at least 1"),
         (["--eval_split", "scannet", "--eval_protocol", "p2net"], "nyu only"),
+        (["--learning_rate", "0"], "--learning_rate must be a finite number > 0, got 0.0"),
+        (["--learning_rate=-5e-5"], "--learning_rate must be a finite number > 0"),
+        (["--learning_rate", "inf"], "--learning_rate must be a finite number > 0, got inf"),
+        (["--decoder_learning_rate", "nan"], "--decoder_learning_rate must be a finite number > 0, got nan"),
+        (["--weight_decay=-0.01"], "--weight_decay must be a finite number >= 0"),
+        (["--lr_gamma", "0"], "--lr_gamma must be a finite number in (0, 1]"),
+        (["--lr_gamma", "1.1"], "--lr_gamma must be a finite number in (0, 1]"),
+        (["--disparity_smoothness=-1e-4"], "--disparity_smoothness must be a finite number >= 0"),
+        (["--www", "nan"], "--www must be a finite number >= 0"),
+        (["--wpp=-0.2"], "--wpp must be a finite number >= 0"),
+        (["--wpp_ramp_epochs=-1"], "--wpp_ramp_epochs must be a finite number >= 0"),
+        (["--pred_depth_scale_factor", "0"], "--pred_depth_scale_factor must be a finite number > 0"),
+        (["--max_depth", "inf"], "--max_depth (finite)"),
     ],
 )
 def test_invalid_options_give_one_line_errors(argv, message, capsys):
@@ -88,6 +101,12 @@ def test_invalid_options_give_one_line_errors(argv, message, capsys):
     assert exit_info.value.code == 2
     error_lines = capsys.readouterr().err.strip().splitlines()
     assert len(error_lines) == 1 and message in error_lines[0]
+
+
+def test_extreme_but_possible_values_are_accepted():
+    options = GasMonoOptions().parse(["--learning_rate", "1e10", "--lr_gamma", "1", "--weight_decay", "0",
+                                      "--wpp", "0", "--overwrite"])
+    assert options.learning_rate == 1e10 and options.lr_gamma == 1.0 and options.overwrite
 
 
 def test_train_cli_reports_a_missing_data_path_in_one_line(tmp_path):

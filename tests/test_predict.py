@@ -168,3 +168,48 @@ def test_real_image_prediction_and_invalid_ground_truth(estimator):
     assert all(np.isfinite(value) for value in result.errors.values()) and 0.0 <= result.errors["a1"] <= 1.0
     perfect = evaluate_image(np.where(valid, 1.0 / np.maximum(gt, 1e-3), 123.0), gt, resolve_protocol("scannet"))
     assert perfect.errors["abs_rel"] < 1e-6 and perfect.ratio == pytest.approx(1.0)
+
+
+def test_sixteen_bit_grey_png_is_scaled_not_clipped(estimator, tmp_path):
+    grey = _image(40, 60, seed=3)[..., 0]
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey.astype(np.uint16) * 257)
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    written = predict.predict_path(estimator, tmp_path / "grey16.png", progress=False)
+    expected = estimator.predict_disparity(np.repeat(grey[..., None], 3, axis=2))
+    np.testing.assert_allclose(np.load(written[0]), expected, rtol=1e-6)
+
+
+def test_predict_folder_reports_unreadable_images_after_processing_the_others(estimator, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a_broken.jpg").write_bytes(b"nope")
+    for name, seed in (("b.png", 1), ("c.jpg", 2)):
+        Image.fromarray(_image(30, 40, seed)).save(folder / name)
+    with pytest.raises(predict.UnreadableImagesError) as info:
+        predict.predict_path(estimator, folder, tmp_path / "out", progress=False)
+    assert str(info.value) == (
+        f"1 of 3 images could not be read: a_broken.jpg (first: cannot read image {folder / 'a_broken.jpg'}: "
+        f"not an image file); the other 2 were processed (6 files written to {tmp_path / 'out'})")
+    assert sorted(path.name for path in info.value.written if path.suffix == ".png") == ["b_disp.png", "c_disp.png"]
+    assert (tmp_path / "out" / "c_depth.npy").is_file()
+
+
+def test_predict_cli_one_line_errors_for_folders_and_output_dir(weights, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"nope")
+    Image.fromarray(_image(30, 40, 0)).save(folder / "fine.png")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--load_weights_folder", str(weights), "--input", str(folder), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert error_lines[-1].startswith("error: 1 of 2 images could not be read: broken.png")
+    assert (folder / "fine_disp.png").is_file()
+
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--load_weights_folder", str(weights), "--input", str(folder / "fine.png"),
+                      "--output_dir", str(tmp_path / "taken"), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --output_dir {tmp_path / 'taken'} is a file, not a folder"]

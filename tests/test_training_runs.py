@@ -1,9 +1,12 @@
 """Short training runs on a tiny synthetic set: the loss goes down, a resumed
 run continues exactly like an uninterrupted one, DDP keeps the ranks' parameters
 identical (BatchNorm statistics are per rank, as in any DDP run), a
-non-finite loss stops the run."""
+non-finite loss stops the run naming only a checkpoint verified good,
+non-finite weights are never saved, and a run folder holds one run."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -106,6 +109,11 @@ def test_resumed_run_continues_like_an_uninterrupted_one(tiny_set, tmp_path):
     for name, model in uninterrupted.models.items():
         for (key, a), b in zip(model.state_dict().items(), resumed.models[name].state_dict().values()):
             assert torch.equal(a, b), f"{name}.{key}"
+    # the resumed run keeps the options of the first part
+    models_dir = tmp_path / "b" / "run" / "models"
+    assert json.loads((models_dir / "opt.1.json").read_text())["num_epochs"] == 1
+    assert json.loads((models_dir / "opt.json").read_text())["num_epochs"] == 2
+    assert resumed.last_good_checkpoint == weights_0
 
 
 def test_non_finite_loss_stops_with_the_step(tiny_set, tmp_path):
@@ -121,6 +129,118 @@ def test_non_finite_loss_stops_with_the_step(tiny_set, tmp_path):
     with pytest.raises(GasMonoError, match="non-finite loss at epoch 0, step 0"):
         trainer.train()
     assert not list((tmp_path / "run" / "models").glob("weights_*"))
+
+
+def test_blow_up_names_no_exploded_checkpoint_as_good(tiny_set, tmp_path):
+    """--learning_rate 1e10: the first step leaves finite but exploded weights,
+    saved as weights_0; the next loss is non-finite. weights_0 must not be
+    offered as the checkpoint to resume from."""
+    flags = _flags(tiny_set, tmp_path, "--num_epochs", "3", "--max_train_steps", "1", "--learning_rate", "1e10")
+    with pytest.raises(GasMonoError) as info:
+        Trainer(GasMonoOptions().parse(flags)).train()
+    message = str(info.value)
+    weights_0 = tmp_path / "run" / "models" / "weights_0"
+    assert message.startswith("non-finite loss at epoch 1, step 1 (parameters finite); training stopped")
+    assert f"{weights_0} holds the weights that gave it: do not resume from it" in message
+    assert message.endswith("no checkpoint of this run is verified good")
+    assert "last good checkpoint" not in message and "\n" not in message
+
+
+def test_last_good_checkpoint_is_one_a_finite_loss_verified(tiny_set, tmp_path):
+    trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "3",
+                                                    "--max_train_steps", "1")))
+    original = trainer.compute_losses
+
+    def poisoned_from_step_2(inputs, outputs):
+        losses = original(inputs, outputs)
+        if trainer.step >= 2:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    trainer.compute_losses = poisoned_from_step_2
+    with pytest.raises(GasMonoError) as info:
+        trainer.train()
+    models_dir = tmp_path / "run" / "models"
+    assert str(info.value).endswith(f"{models_dir / 'weights_1'} holds the weights that gave it: do not resume "
+                                    f"from it; the last good checkpoint is {models_dir / 'weights_0'}")
+
+
+def test_non_finite_weights_are_not_saved(tiny_set, tmp_path):
+    """A NaN written by the last optimiser step of an epoch is caught before the save."""
+    trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1",
+                                                    "--max_train_steps", "1")))
+
+    def poison_after_the_step(optimizer, args, kwargs):
+        with torch.no_grad():
+            trainer.models["depth"].decoder[0].conv.conv.weight[0, 0, 0, 0] = float("nan")
+
+    trainer.optimizer.register_step_post_hook(poison_after_the_step)
+    with pytest.raises(GasMonoError) as info:
+        trainer.train()
+    assert str(info.value).startswith(
+        "non-finite weights after epoch 0, step 1 (1 tensor(s) with NaN or infinity: "
+        "depth.decoder.0.conv.conv.weight): weights_0 not saved; training stopped; "
+        "no checkpoint of this run is verified good")
+    assert [path.name for path in (tmp_path / "run" / "models").iterdir()] == ["opt.json"]
+
+
+def _existing_run(log_dir: Path, checkpoint: bool) -> Path:
+    models_dir = log_dir / "run" / "models"
+    models_dir.mkdir(parents=True)
+    (models_dir / "opt.json").write_text('{"num_epochs": 40}\n')
+    if checkpoint:
+        (models_dir / "weights_12").mkdir()
+        (models_dir / "weights_12" / "encoder.pth").write_bytes(b"old weights")
+        (models_dir / "weights_9").mkdir()
+    return models_dir
+
+
+def test_a_new_run_never_replaces_an_existing_one(tiny_set, tmp_path):
+    models_dir = _existing_run(tmp_path / "a", checkpoint=True)
+    with pytest.raises(GasMonoError) as info:
+        Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "a", "--num_epochs", "1")))
+    assert str(info.value) == (
+        f"run folder {tmp_path / 'a' / 'run'} already holds a run (2 checkpoint(s)); choose another --model_name, "
+        f"continue it with --load_weights_folder {models_dir / 'weights_12'}, or replace it with --overwrite")
+    assert (models_dir / "weights_12" / "encoder.pth").read_bytes() == b"old weights"
+
+    _existing_run(tmp_path / "b", checkpoint=False)
+    with pytest.raises(GasMonoError, match=r"already holds a run \(opt.json, no checkpoint\)"):
+        Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "b", "--num_epochs", "1")))
+
+    models_dir = _existing_run(tmp_path / "c", checkpoint=True)
+    (tmp_path / "c" / "run" / "train").mkdir()
+    (tmp_path / "c" / "run" / "train" / "events.out.tfevents.old").write_bytes(b"old")
+    Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "c", "--num_epochs", "1", "--overwrite")))
+    assert sorted(path.name for path in models_dir.iterdir()) == ["opt.json"]
+    assert json.loads((models_dir / "opt.json").read_text())["num_epochs"] == 1
+    assert not (tmp_path / "c" / "run" / "train" / "events.out.tfevents.old").exists()
+
+
+def test_a_run_clears_what_an_interrupted_save_left(tiny_set, tmp_path, caplog):
+    """What ``kill -9`` during a save leaves: a staging folder, a half-written
+    temporary file, and (killed between the two renames of a replacement) a
+    backup whose original is gone."""
+    models_dir = tmp_path / "run" / "models"
+    (models_dir / ".weights_1.3f9a0c.tmp").mkdir(parents=True)
+    (models_dir / ".weights_1.3f9a0c.tmp" / "encoder.pth").write_bytes(b"half written")
+    (models_dir / ".opt.json.77aa01.tmp").write_text("{")
+    (models_dir / ".weights_0.51b2c3.old").mkdir()
+    (models_dir / ".weights_0.51b2c3.old" / "encoder.pth").write_bytes(b"previous weights_0")
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
+    assert sorted(path.name for path in models_dir.iterdir()) == ["opt.json", "weights_0"]
+    assert (models_dir / "weights_0" / "encoder.pth").read_bytes() == b"previous weights_0"
+    assert oct((models_dir / "opt.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"interrupted save in {models_dir}: removed .weights_1.3f9a0c.tmp" in logged
+    assert f"interrupted save in {models_dir}: restored weights_0 from .weights_0.51b2c3.old" in logged
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 DDP_SCRIPT = textwrap.dedent(
