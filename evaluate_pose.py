@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 from tools.pose_evaluation import evaluate_coarse_poses, format_pose_table
-from utils import PROJECT_ROOT, atomic_write_text, cli_entry_point
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+from utils import PROJECT_ROOT, OneLineErrorParser, atomic_write_text, cli_entry_point
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineErrorParser(
         description="Compare coarse poses <cpose_dir>/<scene>/<frame:04d>.npy with ground-truth poses "
         "<data_path>/<scene>/poses.txt: rotation and translation-direction errors in degrees.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -26,8 +26,6 @@ __all__ = [
     "SSIM",
     "photometric_error",
     "get_smooth_loss",
-    "compute_depth_errors",
-    "DEPTH_METRIC_NAMES",
 ]
 
 
@@ -267,32 +265,3 @@ def get_smooth_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     grad_disp_x = grad_disp_x * torch.exp(-grad_image_x)
     grad_disp_y = grad_disp_y * torch.exp(-grad_image_y)
     return grad_disp_x.mean() + grad_disp_y.mean()
-
-
-DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
-
-
-def compute_depth_errors(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
-    """Standard depth metrics between valid ground truth and prediction.
-
-    Args:
-        gt, pred: 1-D tensors of the valid pixels of one image (positive).
-
-    Returns:
-        dict with ``abs_rel, sq_rel, rmse, rmse_log, log10, a1, a2, a3``, where
-        ``a_k = mean(max(gt/pred, pred/gt) < 1.25^k)`` and
-        ``log10 = mean(|log10 gt - log10 pred|)``.
-    """
-    gt = gt.double()
-    pred = pred.double()
-    ratio = torch.maximum(gt / pred, pred / gt)
-    a1 = (ratio < 1.25).double().mean()
-    a2 = (ratio < 1.25**2).double().mean()
-    a3 = (ratio < 1.25**3).double().mean()
-    rmse = torch.sqrt(((gt - pred) ** 2).mean())
-    rmse_log = torch.sqrt(((torch.log(gt) - torch.log(pred)) ** 2).mean())
-    abs_rel = (torch.abs(gt - pred) / gt).mean()
-    sq_rel = ((gt - pred) ** 2 / gt).mean()
-    log10 = torch.abs(torch.log10(gt) - torch.log10(pred)).mean()
-    values = (abs_rel, sq_rel, rmse, rmse_log, log10, a1, a2, a3)
-    return {name: float(value) for name, value in zip(DEPTH_METRIC_NAMES, values)}

@@ -13,23 +13,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Sequence
 
-from utils import PROJECT_ROOT
+from utils import PROJECT_ROOT, OneLineErrorParser
 
 MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "trans")
 EVAL_SPLITS = ("nyu", "scannet", "7scenes", "eigen")
 EVAL_PROTOCOLS = ("eigen", "release", "p2net")
 AUGMENTATIONS = ("strong", "colorjitter", "none")
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single ``error: ...`` line."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
 
 
 class GasMonoOptions:

@@ -33,8 +33,7 @@ from tqdm import tqdm
 
 from datasets.eval_base import load_rgb
 from inference import DepthEstimator, colorize_disparity, resolve_device
-from options import OneLineErrorParser
-from utils import GasMonoError, cli_entry_point, prepare_output_folder
+from utils import GasMonoError, OneLineErrorParser, cli_entry_point, prepare_output_folder
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -6,6 +6,7 @@ formatting helpers.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -14,7 +15,7 @@ import re
 import secrets
 import sys
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, TypeVar
+from typing import IO, Any, Callable, Iterator, NoReturn, TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +57,30 @@ def _unwrap_worker_message(message: str) -> str:
         return message
     _, found, original = message.rpartition(f"{match['name']}: ")
     return original.strip() if found else message
+
+
+# NYUv2 Kinect intrinsics normalised by the image size: fx and cx by the width,
+# fy and cy by the height (518.9 / 640, 325.6 / 640, 519.5 / 480, 253.7 / 480,
+# rounded as in the release). Row 0 scales with the width, row 1 with the height.
+NYU_NORMALISED_INTRINSICS = np.array(
+    [[0.81, 0.0, 0.51, 0.0], [0.0, 1.08, 0.53, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=np.float32
+)
+
+
+def nyu_pixel_intrinsics(height: int, width: int) -> np.ndarray:
+    """``3 x 3`` float64 pixel intrinsics of the NYUv2 camera for a ``height x width`` image."""
+    K = NYU_NORMALISED_INTRINSICS[:3, :3].astype(np.float64)
+    K[0] *= width
+    K[1] *= height
+    return K
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single ``error: ... (see --help)`` line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def cli_entry_point(main: F) -> F:

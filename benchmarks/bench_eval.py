@@ -29,8 +29,14 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import networks  # noqa: E402
-from evaluation import EvalConfig, build_eval_set, evaluate, evaluate_depth_maps, predict_disparities  # noqa: E402
-from evaluation import resolve_protocol  # noqa: E402
+from evaluation import (  # noqa: E402
+    EvalConfig,
+    build_eval_set,
+    evaluate,
+    evaluate_depth_maps,
+    predict_disparities,
+    resolve_protocol,
+)
 from inference import DepthEstimator  # noqa: E402
 
 

@@ -29,9 +29,9 @@ from tools.synthetic_indoor import (  # noqa: E402
     generate_dataset,
     make_room,
     make_trajectory,
-    nyu_intrinsics,
     render,
 )
+from utils import nyu_pixel_intrinsics  # noqa: E402
 
 
 def motion(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def render_seconds(frames: int, height: int, width: int) -> float:
     """Seconds per frame of :func:`render` in this process (median over ``frames`` views)."""
     room = make_room(0, TEXTURED)
     poses = make_trajectory(room, frames, np.random.default_rng(0))
-    K = nyu_intrinsics(height, width)
+    K = nyu_pixel_intrinsics(height, width)
     render(room, poses[0], K, height, width)  # warm the caches
     times = []
     for pose in poses:

@@ -18,12 +18,8 @@ import numpy as np
 from PIL import Image
 
 from datasets.mono_dataset import MonoDataset, load_split, parse_split_line
-from utils import GasMonoError
+from utils import NYU_NORMALISED_INTRINSICS, GasMonoError
 
-# NYUv2 Kinect intrinsics normalised by 640 x 480 (as rounded in the release).
-NYU_NORMALISED_INTRINSICS = np.array(
-    [[0.81, 0.0, 0.51, 0.0], [0.0, 1.08, 0.53, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=np.float32
-)
 DEPTH_PNG_SCALE = 1000.0  # uint16 millimetres
 
 __all__ = ["NYUDataset", "NYU_NORMALISED_INTRINSICS", "load_split", "parse_split_line"]

@@ -30,10 +30,9 @@ from datasets.eval_kitti import kitti_eigen_test_set
 from datasets.eval_nyu import nyu_test_set
 from datasets.eval_scannet import scannet_test_set
 from datasets.eval_seven_scenes import seven_scenes_test_set
-from evaluation.metrics import evaluate_depth_maps
+from evaluation.metrics import DEPTH_METRIC_NAMES, evaluate_depth_maps
 from evaluation.protocols import EvalProtocol, resolve_protocol
 from inference import DepthEstimator, resolve_device
-from layers import DEPTH_METRIC_NAMES
 from utils import GasMonoError, atomic_write_text, prepare_output_folder
 
 __all__ = [

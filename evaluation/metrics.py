@@ -4,7 +4,7 @@ For each image: the predicted (scaled) disparity is resized to the ground-truth
 size (bilinear), inverted to depth, restricted to the protocol's valid pixels,
 multiplied by a fixed factor, median-scaled (monocular evaluation:
 ``pred *= median(gt) / median(pred)``), clamped to the protocol's range, and
-compared with :func:`layers.compute_depth_errors`. Metrics are averaged over
+compared with :func:`compute_depth_errors`. Metrics are averaged over
 images (each image counts once, whatever its number of valid pixels).
 """
 from __future__ import annotations
@@ -19,12 +19,46 @@ from tqdm import tqdm
 
 from evaluation.protocols import EvalProtocol
 from inference import resize_disparity
-from layers import DEPTH_METRIC_NAMES, compute_depth_errors
 from utils import GasMonoError
 
-__all__ = ["ImageEvaluation", "DepthEvaluation", "evaluate_image", "evaluate_depth_maps"]
+__all__ = [
+    "DEPTH_METRIC_NAMES",
+    "compute_depth_errors",
+    "ImageEvaluation",
+    "DepthEvaluation",
+    "evaluate_image",
+    "evaluate_depth_maps",
+]
 
 logger = logging.getLogger(__name__)
+
+DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
+
+
+def compute_depth_errors(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
+    """Standard depth metrics between valid ground truth and prediction.
+
+    Args:
+        gt, pred: 1-D tensors of the valid pixels of one image (positive).
+
+    Returns:
+        dict with ``abs_rel, sq_rel, rmse, rmse_log, log10, a1, a2, a3``, where
+        ``a_k = mean(max(gt/pred, pred/gt) < 1.25^k)`` and
+        ``log10 = mean(|log10 gt - log10 pred|)``.
+    """
+    gt = gt.double()
+    pred = pred.double()
+    ratio = torch.maximum(gt / pred, pred / gt)
+    a1 = (ratio < 1.25).double().mean()
+    a2 = (ratio < 1.25**2).double().mean()
+    a3 = (ratio < 1.25**3).double().mean()
+    rmse = torch.sqrt(((gt - pred) ** 2).mean())
+    rmse_log = torch.sqrt(((torch.log(gt) - torch.log(pred)) ** 2).mean())
+    abs_rel = (torch.abs(gt - pred) / gt).mean()
+    sq_rel = ((gt - pred) ** 2 / gt).mean()
+    log10 = torch.abs(torch.log10(gt) - torch.log10(pred)).mean()
+    values = (abs_rel, sq_rel, rmse, rmse_log, log10, a1, a2, a3)
+    return {name: float(value) for name, value in zip(DEPTH_METRIC_NAMES, values)}
 
 
 @dataclass

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from deterministic_weights import fill_, make_image
 
 from networks import DepthDecoder, PoseDecoder, ResnetEncoder, TransDecoder, mpvit_small

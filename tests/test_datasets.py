@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.mono_dataset import load_split
-from datasets.nyu_dataset import NYUDataset
 from datasets.eval_kitti import parse_kitti_split
 from datasets.eval_nyu import DEFAULT_SPLIT_DIR as NYU_TEST_SPLIT_DIR
+from datasets.mono_dataset import load_split
+from datasets.nyu_dataset import NYUDataset
 from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, read_split_items, write_split_files
 from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
 from options import GasMonoOptions

@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 import torch
-from PIL import Image
-
 from conftest import PROJECT_ROOT
+from PIL import Image
 
 RUN_SH = PROJECT_ROOT / "run.sh"
 NETWORK_FILES = {"encoder.pth", "depth.pth", "pose_encoder.pth", "pose.pth", "trans_encoder.pth", "trans.pth"}
@@ -120,7 +119,7 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path):
 
 
 def _metrics(abs_rel: float) -> dict[str, float]:
-    from layers import DEPTH_METRIC_NAMES
+    from evaluation.metrics import DEPTH_METRIC_NAMES
 
     return {name: (abs_rel if name == "abs_rel" else 0.5) for name in DEPTH_METRIC_NAMES}
 

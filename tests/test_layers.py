@@ -5,11 +5,11 @@ import math
 
 import torch
 
+from evaluation.metrics import compute_depth_errors
 from layers import (
     SSIM,
     BackprojectDepth,
     Project3D,
-    compute_depth_errors,
     disp_to_depth,
     get_smooth_loss,
     photometric_error,

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from deterministic_weights import checksum, fill_
+from deterministic_weights import checksum
 from parity_fixtures import build_filled_networks, load_manifest, load_network_reference, run_networks, subsample
 
 from networks import DepthDecoder, mpvit_small

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from options import MODEL_NAMES, GasMonoOptions
 
 RELEASE_FLAGS = (

@@ -18,11 +18,10 @@ from tools.synthetic_indoor import (
     generate_dataset,
     make_room,
     make_trajectory,
-    nyu_intrinsics,
     plan_scenes,
     render,
 )
-from utils import GasMonoError
+from utils import GasMonoError, nyu_pixel_intrinsics
 
 HEIGHT, WIDTH = 48, 64
 
@@ -45,7 +44,7 @@ def test_layout_and_formats(small_set: Path) -> None:
         assert scene["frames"] == 4 and 3.0 <= scene["room_size"][0] <= 6.0 and 3.0 <= scene["room_size"][2] <= 6.0
         assert sorted(p.name for p in scene_dir.glob("*.jpg")) == [f"{i:06d}.jpg" for i in range(4)]
         assert Image.open(scene_dir / "000000.jpg").size == (WIDTH, HEIGHT)
-        np.testing.assert_allclose(np.loadtxt(scene_dir / "cam.txt"), nyu_intrinsics(HEIGHT, WIDTH), atol=1e-6)
+        np.testing.assert_allclose(np.loadtxt(scene_dir / "cam.txt"), nyu_pixel_intrinsics(HEIGHT, WIDTH), atol=1e-6)
         depth = cv2.imread(str(scene_dir / "depth" / "000002.png"), cv2.IMREAD_UNCHANGED)
         assert depth.dtype == np.uint16 and depth.shape == (HEIGHT, WIDTH)
         assert 300 <= depth.min() and depth.max() <= 10000  # 0.3 .. 10 m
@@ -101,7 +100,7 @@ def test_sift_matches_do_not_pair_up_repeated_patterns() -> None:
     frames 0 and 2, all pairing copies of a pattern), mutual ratio-test matches agree with the ground
     truth: projecting each keypoint of frame 0 with its depth and the relative pose lands within 5 px."""
     height, width = 240, 320
-    K = nyu_intrinsics(height, width)
+    K = nyu_pixel_intrinsics(height, width)
     spec = plan_scenes(1, 0, 0, 0, 15)[0]
     room = make_room(spec.seed, TEXTURED)
     poses = make_trajectory(room, 3, np.random.default_rng([spec.seed, 7]))
@@ -134,7 +133,7 @@ def test_depth_agrees_with_geometry() -> None:
     centre = room.size / 2
     extrinsics = np.eye(4)
     extrinsics[:3, 3] = -centre
-    K = nyu_intrinsics(48, 64)
+    K = nyu_pixel_intrinsics(48, 64)
     _, depth = render(room, extrinsics, K, 48, 64)
     row, col = int(round(K[1, 2])), int(round(K[0, 2]))
     np.testing.assert_allclose(depth[row - 8:row + 8, col - 8:col + 8], room.size[2] / 2, rtol=1e-5)
@@ -142,7 +141,7 @@ def test_depth_agrees_with_geometry() -> None:
 
 def test_textured_scenes_have_features_low_texture_ones_do_not() -> None:
     """SIFT (what COLMAP uses) finds keypoints on textured rooms and (almost) none on plain paint."""
-    K = nyu_intrinsics(240, 320)
+    K = nyu_pixel_intrinsics(240, 320)
     sift = cv2.SIFT_create()
 
     def measure(kind: str) -> tuple[int, float]:

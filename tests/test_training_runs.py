@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import PROJECT_ROOT
+
 from datasets.splits import find_sequence_items, write_split_files
 from options import GasMonoOptions
 from tools.colmap_poses import coarse_poses_from_extrinsics, write_coarse_poses

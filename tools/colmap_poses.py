@@ -35,12 +35,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from utils import GasMonoError, atomic_write_text
+from utils import GasMonoError, atomic_write_text, nyu_pixel_intrinsics
 
 logger = logging.getLogger(__name__)
 
 # NYUv2 (Kinect) intrinsics normalised by the image size: fx, fy, cx, cy.
-NYU_NORMALISED_INTRINSICS = (0.81, 1.08, 0.51, 0.53)
 
 IMAGE_SUFFIX = ".jpg"
 INTRINSICS_FILE = "cam.txt"
@@ -142,8 +141,7 @@ def find_sequences(data_path: str | os.PathLike) -> list[Path]:
 
 def default_intrinsics(width: int, height: int) -> np.ndarray:
     """NYUv2 intrinsics scaled to a ``width x height`` image -> ``3 x 3`` pixel K."""
-    fx, fy, cx, cy = NYU_NORMALISED_INTRINSICS
-    return np.array([[fx * width, 0.0, cx * width], [0.0, fy * height, cy * height], [0.0, 0.0, 1.0]])
+    return nyu_pixel_intrinsics(height, width)
 
 
 def read_intrinsics_file(path: str | os.PathLike) -> np.ndarray:

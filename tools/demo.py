@@ -59,9 +59,9 @@ from datasets.eval_base import read_depth_image  # noqa: E402
 from datasets.nyu_dataset import DEPTH_PNG_SCALE, parse_split_line  # noqa: E402
 from datasets.splits import list_scene_frames, write_split_files  # noqa: E402
 from evaluation import evaluate_checkpoint  # noqa: E402
+from evaluation.metrics import DEPTH_METRIC_NAMES  # noqa: E402
 from evaluation.protocols import resolve_protocol  # noqa: E402
 from inference import DepthEstimator  # noqa: E402
-from layers import DEPTH_METRIC_NAMES  # noqa: E402
 from options import GasMonoOptions  # noqa: E402
 from tools.colmap_poses import (  # noqa: E402
     ColmapSettings,
@@ -74,7 +74,7 @@ from tools.colmap_poses import (  # noqa: E402
 from tools.pose_evaluation import evaluate_coarse_poses, format_pose_table, load_gt_poses  # noqa: E402
 from tools.synthetic_indoor import LOW_TEXTURE, generate_dataset  # noqa: E402
 from trainer import Trainer  # noqa: E402
-from utils import GasMonoError, atomic_write_text, cli_entry_point, sec_to_hm_str  # noqa: E402
+from utils import GasMonoError, OneLineErrorParser, atomic_write_text, cli_entry_point, sec_to_hm_str  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -938,7 +938,7 @@ def format_final_summary(results: dict) -> str:
 def build_parser(description: str = "Run the whole GasMono pipeline (synthetic data, COLMAP coarse poses, "
                  "training with every component, evaluation) on the CPU and write results, figures and "
                  "checkpoints under --out.", default_out: str = "demo_output") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(default_out), help="output folder (everything goes there)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and 2 short epochs: every stage in a few minutes (a smoke test)")

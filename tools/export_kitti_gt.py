@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.eval_kitti import DEFAULT_SPLIT_DIR, parse_kitti_split, velodyne_to_depth_map  # noqa: E402
-from utils import GasMonoError, cli_entry_point  # noqa: E402
+from utils import GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 __all__ = ["export_kitti_gt", "build_parser", "main"]
 
@@ -67,7 +67,7 @@ def export_kitti_gt(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description="Project KITTI velodyne scans to ground-truth depth maps for the Eigen test split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

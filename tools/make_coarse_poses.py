@@ -29,7 +29,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,17 +49,11 @@ from tools.colmap_poses import (
     format_summary_table,
     make_coarse_poses,
 )
-from utils import PROJECT_ROOT, GasMonoError, atomic_write_text, cli_entry_point
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+from utils import PROJECT_ROOT, GasMonoError, OneLineErrorParser, atomic_write_text, cli_entry_point
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineErrorParser(
         description="Run COLMAP (pycolmap, CPU) on every sequence <data_path>/<scene>/*.jpg, write coarse "
         "relative poses <cpose_dir>/<scene>/<frame:04d>.npy = [T_{t->t-1}, T_{t->t+1}] and train/val split "
         "files listing the items that have them.",

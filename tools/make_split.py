@@ -19,11 +19,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, write_split_files  # noqa: E402
-from utils import GasMonoError, cli_entry_point  # noqa: E402
+from utils import GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description="Write train_files.txt / val_files.txt for the sequences on disk.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

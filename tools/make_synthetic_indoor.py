@@ -18,11 +18,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.synthetic_indoor import LOW_TEXTURE, generate_dataset  # noqa: E402
-from utils import GasMonoError, cli_entry_point  # noqa: E402
+from utils import GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description="Render synthetic indoor sequences (NYUv2 layout, intrinsics and test-set format) on the CPU.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -41,6 +41,7 @@ if __package__ in (None, ""):
 from utils import (  # noqa: E402
     PROJECT_ROOT,
     GasMonoError,
+    OneLineErrorParser,
     atomic_save_npz,
     atomic_write_text,
     cli_entry_point,
@@ -188,7 +189,7 @@ def prepare_nyu_test(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description="Export the NYUv2 test set (images, test_files.txt, gt_depths.npz) from the official .mat files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -49,12 +49,9 @@ import skimage.data
 from PIL import Image
 from tqdm import tqdm
 
-from utils import GasMonoError, atomic_write_text
+from utils import GasMonoError, atomic_write_text, nyu_pixel_intrinsics
 
 logger = logging.getLogger(__name__)
-
-# NYUv2 intrinsics normalised by image width (fx, cx) and height (fy, cy).
-NYU_FX, NYU_FY, NYU_CX, NYU_CY = 0.81, 1.08, 0.51, 0.53
 
 TEXTURED = "textured"
 LOW_TEXTURE = "low_texture"
@@ -68,14 +65,6 @@ _CLEARANCE = 0.55  # minimum horizontal distance from the camera to furniture (m
 _OVERLAY_TEXEL = 0.006  # metres per texel of the non-repeating surface overlays
 _STEP_RANGE = (0.038, 0.052)  # camera translation between consecutive frames (m)
 _JPEG_QUALITY = 95
-
-
-def nyu_intrinsics(height: int, width: int) -> np.ndarray:
-    """3 x 3 pixel intrinsics of the NYUv2 Kinect for an image of ``height x width``."""
-    return np.array(
-        [[NYU_FX * width, 0.0, NYU_CX * width], [0.0, NYU_FY * height, NYU_CY * height], [0.0, 0.0, 1.0]],
-        dtype=np.float64,
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -785,7 +774,7 @@ def render_scene(spec: SceneSpec, out_dir: Path, height: int, width: int) -> dic
     """
     room = make_room(spec.seed, spec.kind)
     rng = np.random.default_rng([spec.seed, 7])
-    intrinsics = nyu_intrinsics(height, width)
+    intrinsics = nyu_pixel_intrinsics(height, width)
     if spec.split == "train":
         scene_dir = out_dir / "train" / spec.name
         (scene_dir / "depth").mkdir(parents=True, exist_ok=True)
@@ -862,7 +851,7 @@ def generate_dataset(
         "seed": seed,
         "height": height,
         "width": width,
-        "intrinsics": nyu_intrinsics(height, width).tolist(),
+        "intrinsics": nyu_pixel_intrinsics(height, width).tolist(),
         "scenes": {
             spec.name: {
                 "split": spec.split,
