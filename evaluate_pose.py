@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from tools.pose_evaluation import evaluate_coarse_poses, format_pose_table
+from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_table
 from utils import PROJECT_ROOT, OneLineErrorParser, atomic_write_text, cli_entry_point
 
 

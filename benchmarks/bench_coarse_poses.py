@@ -21,8 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.colmap_poses import ColmapSettings, available_cores, format_summary_table, make_coarse_poses  # noqa: E402
-from tools.pose_evaluation import evaluate_coarse_poses, format_pose_table  # noqa: E402
+from coarse_poses.colmap import ColmapSettings  # noqa: E402
+from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_table  # noqa: E402
+from coarse_poses.runner import available_cores, make_coarse_poses  # noqa: E402
+from coarse_poses.summary import format_summary_table  # noqa: E402
 from tools.synthetic_indoor import TEXTURED, generate_dataset  # noqa: E402
 
 

@@ -22,8 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.colmap_poses import ColmapSettings, make_coarse_poses, relative_pose  # noqa: E402
-from tools.pose_evaluation import evaluate_coarse_poses, load_gt_poses, rotation_error_deg  # noqa: E402
+from coarse_poses.colmap import ColmapSettings  # noqa: E402
+from coarse_poses.evaluation import evaluate_coarse_poses, load_gt_poses, rotation_error_deg  # noqa: E402
+from coarse_poses.pose_files import relative_pose  # noqa: E402
+from coarse_poses.runner import make_coarse_poses  # noqa: E402
 from tools.synthetic_indoor import (  # noqa: E402
     TEXTURED,
     generate_dataset,

@@ -13,7 +13,8 @@ dictionary the trainer consumes (keys as in Monodepth2):
   (the normalised intrinsics with row 0 times ``W // 2^s`` and row 1 times
   ``H // 2^s``) and their pseudo-inverse;
 * ``("pose_gt", f)`` for ``f`` in ``{-1, 1}``: ``4 x 4`` float32 coarse pose
-  ``T_{0->f}`` (target camera to source camera), when ``cpose_dir`` is given;
+  ``T_{0->f}`` (target camera to source camera), when ``cpose_dir`` is given
+  (files in the format of :mod:`coarse_poses.pose_files`);
 * ``"depth_gt"``: ``1 x H_gt x W_gt`` float32 metres, when requested and the
   data set has depth.
 
@@ -49,6 +50,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils import data
 
+from coarse_poses.pose_files import SOURCE_FRAME_SLOTS, coarse_pose_path, read_coarse_poses
 from datasets.augmentation import (
     AUGMENTATIONS,
     StrongAugmentation,
@@ -59,7 +61,6 @@ from utils import GasMonoError, read_text, require_path
 
 logger = logging.getLogger(__name__)
 
-COARSE_POSE_SHAPE = (2, 4, 4)
 RESIZE_FILTERS = ("lanczos", "area")
 _SIDES = ("l", "r")
 
@@ -128,26 +129,6 @@ def pil_loader(path: str | os.PathLike, min_size: tuple[int, int] | None = None)
         raise GasMonoError(f"cannot read image {path}: {error}") from None
 
 
-def read_coarse_poses(path: str | os.PathLike) -> np.ndarray:
-    """Read one coarse-pose file: ``2 x 4 x 4`` float32 ``[T_{t->t-1}, T_{t->t+1}]``.
-
-    Raises:
-        GasMonoError: naming the file when it cannot be read as a ``.npy``, has
-            another shape, is not floating point or holds NaN or infinity.
-    """
-    try:
-        poses = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise GasMonoError(f"cannot read coarse poses {path}: {error}") from None
-    if poses.shape != COARSE_POSE_SHAPE:
-        raise GasMonoError(f"coarse poses {path} have shape {poses.shape}, expected {COARSE_POSE_SHAPE}")
-    if poses.dtype.kind != "f":
-        raise GasMonoError(f"coarse poses {path} have dtype {poses.dtype}, expected float32")
-    if not np.isfinite(poses).all():
-        raise GasMonoError(f"coarse poses {path} contain non-finite values")
-    return poses.astype(np.float32)
-
-
 def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
     """``H x W x 3`` uint8 image -> ``3 x H x W`` float32 tensor in [0, 1]."""
     array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
@@ -211,7 +192,7 @@ class MonoDataset(data.Dataset):
             require_release_albumentations()
         self.shared_augmentation = shared_augmentation
         self.cpose_dir = None if cpose_dir is None else require_path(cpose_dir, "coarse pose folder")
-        if self.cpose_dir is not None and not set(self.frame_idxs) <= {0, -1, 1}:
+        if self.cpose_dir is not None and not set(self.frame_idxs) <= {0, *SOURCE_FRAME_SLOTS}:
             raise GasMonoError(f"coarse poses exist for frames -1 and 1 only, not frame_idxs {self.frame_idxs}")
 
         if isinstance(filenames, (str, os.PathLike)):
@@ -260,7 +241,7 @@ class MonoDataset(data.Dataset):
     def get_coarse_pose_path(self, folder: str, frame_index: int) -> Path:
         """Path of the coarse poses of one item: ``<cpose_dir>/<folder>/<frame:04d>.npy``."""
         assert self.cpose_dir is not None
-        return self.cpose_dir / folder / f"{frame_index:04d}.npy"
+        return coarse_pose_path(self.cpose_dir, folder, frame_index)
 
     def get_coarse_poses(self, folder: str, frame_index: int) -> np.ndarray:
         """``2 x 4 x 4`` float32 ``[T_{t->t-1}, T_{t->t+1}]`` of one item."""
@@ -364,7 +345,7 @@ class MonoDataset(data.Dataset):
 
         if self.cpose_dir is not None:
             poses = self.get_coarse_poses(folder, frame_index)
-            for slot, offset in enumerate((-1, 1)):
+            for offset, slot in SOURCE_FRAME_SLOTS.items():
                 if offset in self.frame_idxs:
                     inputs[("pose_gt", offset)] = torch.from_numpy(poses[slot].copy())
 

@@ -89,22 +89,6 @@ def write_split_files(
     return train_path, val_path
 
 
-def filter_items_with_coarse_poses(
-    items: Iterable[tuple[str, int]], cpose_dir: str | os.PathLike
-) -> list[tuple[str, int]]:
-    """Keep the items that have a coarse-pose file ``<cpose_dir>/<scene>/<frame:04d>.npy``."""
-    cpose_dir = require_path(cpose_dir, "coarse pose folder")
-    listings: dict[str, frozenset[str]] = {}
-    kept = []
-    for scene, frame in items:
-        if scene not in listings:
-            scene_dir = cpose_dir / scene
-            listings[scene] = frozenset(os.listdir(scene_dir)) if scene_dir.is_dir() else frozenset()
-        if f"{frame:04d}.npy" in listings[scene]:
-            kept.append((scene, frame))
-    return kept
-
-
 def split_list_paths(path: str | os.PathLike) -> list[Path]:
     """A split file itself, or the ``train_files.txt`` / ``val_files.txt`` that a folder holds."""
     path = require_path(path, "split list")

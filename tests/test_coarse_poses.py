@@ -1,5 +1,5 @@
-"""Tests of the COLMAP coarse-pose tool (tools/colmap_poses.py, tools/make_coarse_poses.py)
-and of the pose evaluation (tools/pose_evaluation.py, evaluate_pose.py)."""
+"""Tests of the coarse-pose library (coarse_poses/: file format, COLMAP runner, evaluation)
+and of its command lines (tools/make_coarse_poses.py, evaluate_pose.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -21,24 +21,21 @@ from scipy.spatial.transform import Rotation
 
 import evaluate_pose as evaluate_pose_cli
 import layers
-from datasets.nyu_dataset import NYUDataset
-from tools import make_coarse_poses as make_coarse_poses_cli
-from tools.colmap_poses import (
+from coarse_poses.colmap import (
     SEQUENCE_LOG_FILE,
     SEQUENCE_RECORD_FILE,
     ColmapSettings,
     SequenceResult,
-    coarse_poses_from_extrinsics,
     find_sequences,
-    format_summary_table,
-    list_pose_frames,
     load_intrinsics,
-    make_coarse_poses,
-    needs_processing,
     read_intrinsics_file,
-    summarize,
 )
-from tools.pose_evaluation import evaluate_coarse_poses, load_gt_poses
+from coarse_poses.evaluation import evaluate_coarse_poses, load_gt_poses
+from coarse_poses.pose_files import coarse_poses_from_extrinsics, list_pose_frames
+from coarse_poses.runner import make_coarse_poses, needs_processing
+from coarse_poses.summary import format_summary_table, summarize
+from datasets.nyu_dataset import NYUDataset
+from tools import make_coarse_poses as make_coarse_poses_cli
 from tools.synthetic_indoor import LOW_TEXTURE, TEXTURED, generate_dataset
 from utils import PROJECT_ROOT, GasMonoError
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from coarse_poses.evaluation import load_gt_poses
+from coarse_poses.pose_files import filter_items_with_coarse_poses, relative_pose
 from datasets.eval_kitti import parse_kitti_split
 from datasets.eval_nyu import DEFAULT_SPLIT_DIR as NYU_TEST_SPLIT_DIR
 from datasets.mono_dataset import load_split
 from datasets.nyu_dataset import NYUDataset
-from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, read_split_items, write_split_files
+from datasets.splits import find_sequence_items, read_split_items, write_split_files
 from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
 from options import GasMonoOptions
 from tools import export_kitti_gt, make_split, prepare_nyu_test
-from tools.colmap_poses import relative_pose
-from tools.pose_evaluation import load_gt_poses
 from tools.synthetic_indoor import generate_dataset
 from trainer import split_dir_of
 from utils import PROJECT_ROOT, GasMonoError

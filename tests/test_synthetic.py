@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coarse_poses.evaluation import load_gt_poses, rotation_error_deg
+from coarse_poses.pose_files import relative_pose
 from tools import make_synthetic_indoor
-from tools.colmap_poses import relative_pose
-from tools.pose_evaluation import load_gt_poses, rotation_error_deg
 from tools.synthetic_indoor import (
     LOW_TEXTURE,
     TEXTURED,

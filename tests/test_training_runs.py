@@ -17,10 +17,10 @@ import pytest
 import torch
 from conftest import PROJECT_ROOT
 
+from coarse_poses.evaluation import load_gt_poses
+from coarse_poses.pose_files import coarse_poses_from_extrinsics, write_coarse_poses
 from datasets.splits import find_sequence_items, write_split_files
 from options import GasMonoOptions
-from tools.colmap_poses import coarse_poses_from_extrinsics, write_coarse_poses
-from tools.pose_evaluation import load_gt_poses
 from tools.synthetic_indoor import generate_dataset
 from trainer import Trainer
 from utils import GasMonoError

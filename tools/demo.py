@@ -55,6 +55,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import networks  # noqa: E402
+from coarse_poses.colmap import ColmapSettings, SequenceResult  # noqa: E402
+from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_table, load_gt_poses  # noqa: E402
+from coarse_poses.pose_files import list_pose_items  # noqa: E402
+from coarse_poses.runner import make_coarse_poses  # noqa: E402
+from coarse_poses.summary import format_summary_table, summarize  # noqa: E402
 from datasets.eval_base import read_depth_image  # noqa: E402
 from datasets.nyu_dataset import DEPTH_PNG_SCALE, parse_split_line  # noqa: E402
 from datasets.splits import list_scene_frames, write_split_files  # noqa: E402
@@ -63,15 +68,6 @@ from evaluation.metrics import DEPTH_METRIC_NAMES  # noqa: E402
 from evaluation.protocols import resolve_protocol  # noqa: E402
 from inference import DepthEstimator  # noqa: E402
 from options import GasMonoOptions  # noqa: E402
-from tools.colmap_poses import (  # noqa: E402
-    ColmapSettings,
-    SequenceResult,
-    collect_items,
-    format_summary_table,
-    make_coarse_poses,
-    summarize,
-)
-from tools.pose_evaluation import evaluate_coarse_poses, format_pose_table, load_gt_poses  # noqa: E402
 from tools.synthetic_indoor import LOW_TEXTURE, generate_dataset  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from utils import GasMonoError, OneLineErrorParser, atomic_write_text, cli_entry_point, sec_to_hm_str  # noqa: E402
@@ -378,7 +374,7 @@ def write_splits(paths: DemoPaths, settings: DemoSettings, results: Sequence[Seq
     Raises:
         GasMonoError: when COLMAP reconstructed no sequence or too few items remain.
     """
-    items = collect_items(paths.cpose, [result.scene for result in results])
+    items = list_pose_items(paths.cpose, [result.scene for result in results])
     if not items:
         raise GasMonoError(f"COLMAP reconstructed no training sequence (see {paths.cpose}/*/colmap.log)")
     # at least one full validation batch, so that validation losses are logged

@@ -1,55 +1,38 @@
 """Compute coarse relative poses with COLMAP for training sequences.
 
-Two modes:
-
-* ``--split_files splits/nyu`` (files, or folders holding ``train_files.txt``
-  / ``val_files.txt``): poses for the sequences those lists name, for example
-  the release's lists that the project ships. The lists are kept as they are;
-  the tool reports, per list, how many items got the poses of both
-  neighbours and writes the others to ``<cpose_dir>/missing_<list>.txt``
-  (training on them fails, naming the item, until they are removed).
-* otherwise: poses for every sequence under ``--data_path``, then new
-  ``train_files.txt`` / ``val_files.txt`` listing exactly the items that have
-  them (a seeded frame-level hold-out). Existing lists in the target folder
-  are replaced only with ``--replace_splits``.
-
 Examples::
 
     python tools/make_coarse_poses.py --data_path data/nyu --split_files splits/nyu --jobs 2
     python tools/make_coarse_poses.py --data_path data/mine --split mine --jobs 2
 
-write ``splits/<split>/cpose/<scene>/<frame:04d>.npy`` and
-``splits/<split>/cpose/summary.json``. Finished sequences are skipped when the
-command is run again (``--overwrite`` redoes them).
+With ``--split_files`` the lists are kept and the items without poses are
+written to ``<cpose_dir>/missing_<list>.txt``; otherwise new
+``train_files.txt`` / ``val_files.txt`` list exactly the items with poses (see
+:mod:`coarse_poses.runner`). Poses go to ``splits/<split>/cpose/<scene>/<frame:04d>.npy``
+with ``summary.json``; finished sequences are skipped when the command is run
+again (``--overwrite`` redoes them).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.splits import (
-    SPLIT_FILE_NAMES,
-    filter_items_with_coarse_poses,
-    read_split_items,
-    split_list_paths,
-    write_split_files,
-)
-from tools.colmap_poses import (
-    ColmapSettings,
+from coarse_poses.colmap import ColmapSettings, find_sequences  # noqa: E402
+from coarse_poses.runner import (  # noqa: E402
+    RunOptions,
     available_cores,
-    collect_items,
-    find_sequences,
-    format_summary_table,
-    make_coarse_poses,
+    coarse_poses_for_data_path,
+    coarse_poses_for_split_lists,
+    format_report,
 )
-from utils import PROJECT_ROOT, GasMonoError, OneLineErrorParser, atomic_write_text, cli_entry_point
+from datasets.splits import SPLIT_FILE_NAMES, read_split_items, split_list_paths, write_split_files  # noqa: E402
+from utils import PROJECT_ROOT, GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_epipolar_error", type=float, default=1.0,
                         help="RANSAC threshold (pixels) of the two-view verification (COLMAP default 4); "
                              "1 admits fewer false matches on repeated textures; raise it for distorted frames")
-    parser.add_argument("--work_dir", type=str, default=None,
+    parser.add_argument("--work_dir", type=Path, default=None,
                         help="folder for COLMAP databases and models; default a temporary folder")
     parser.add_argument("--keep_work", action="store_true", help="keep the COLMAP databases and models")
     parser.add_argument("--overwrite", action="store_true", help="redo sequences that are already done")
@@ -107,32 +90,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise GasMonoError(f"--overlap must be at least 1, got {args.overlap}")
 
 
-def listed_scenes(lists: dict[Path, list[tuple[str, str, int]]], data_path: str) -> list[str]:
-    """The scenes the lists name that are sequences under ``data_path``; the others are reported."""
-    named = sorted({scene for items in lists.values() for _, scene, _ in items})
-    on_disk = {sequence.name for sequence in find_sequences(data_path)}
-    scenes = [scene for scene in named if scene in on_disk]
-    absent = [scene for scene in named if scene not in on_disk]
-    if not scenes:
-        raise GasMonoError(f"none of the {len(named)} sequences named by the split lists is under {data_path} "
-                           f"(e.g. {named[0]})")
-    if absent:
-        print(f"{len(absent)} of {len(named)} listed sequence(s) are not under {data_path} (e.g. {absent[0]}); "
-              "their items get no poses")
-    return scenes
-
-
-def report_coverage(lists: dict[Path, list[tuple[str, str, int]]], cpose_dir: Path) -> None:
-    """Per list: the items with a coarse-pose file; the others go to ``<cpose_dir>/missing_<list>.txt``."""
-    for list_path, items in lists.items():
-        with_poses = set(filter_items_with_coarse_poses([(scene, frame) for _, scene, frame in items], cpose_dir))
-        missing = [line for line, scene, frame in items if (scene, frame) not in with_poses]
-        missing_path = cpose_dir / f"missing_{list_path.stem}.txt"
-        atomic_write_text("".join(line + "\n" for line in missing), missing_path)
-        print(f"{list_path}: {len(items) - len(missing)} of {len(items)} listed items have the poses of both "
-              f"neighbours; {len(missing)} missing, listed in {missing_path}")
-
-
 @cli_entry_point
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -141,53 +98,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     split_root = PROJECT_ROOT / "splits" / args.split
     cpose_dir = Path(args.cpose_dir) if args.cpose_dir else split_root / "cpose"
     split_dir = Path(args.split_dir) if args.split_dir else split_root
-    lists = None
-    scenes = None
+    settings = ColmapSettings(num_threads=args.threads or max(1, available_cores() // args.jobs),
+                              overlap=args.overlap, max_image_size=args.max_image_size,
+                              max_num_features=args.max_num_features, max_epipolar_error=args.max_epipolar_error,
+                              seed=args.seed)
+    options = RunOptions(jobs=args.jobs, overwrite=args.overwrite, retry_failed=args.retry_failed,
+                         work_dir=args.work_dir, keep_work=args.keep_work)
     if args.split_files:
         lists = {path: read_split_items(path) for given in args.split_files for path in split_list_paths(given)}
-        scenes = listed_scenes(lists, args.data_path)
-        num_sequences = len(scenes)
-    else:
-        num_sequences = len(find_sequences(args.data_path))
-        existing = [split_dir / name for name in SPLIT_FILE_NAMES if (split_dir / name).is_file()]
-        if existing and not args.replace_splits:
-            raise GasMonoError(f"{existing[0]} exists: pass --split_files {split_dir} to compute poses for its items "
-                               "and keep it, --split_dir for new lists elsewhere, or --replace_splits")
-    threads = args.threads or max(1, available_cores() // args.jobs)
-    settings = ColmapSettings(
-        num_threads=threads,
-        overlap=args.overlap,
-        max_image_size=args.max_image_size,
-        max_num_features=args.max_num_features,
-        max_epipolar_error=args.max_epipolar_error,
-        seed=args.seed,
-    )
-    print(f"{num_sequences} sequence(s) under {args.data_path}; {args.jobs} job(s) x {threads} thread(s)")
-
-    with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
-        work_dir = Path(args.work_dir) if args.work_dir else Path(temporary)
-        results = make_coarse_poses(
-            args.data_path,
-            cpose_dir,
-            work_dir,
-            settings,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-            retry_failed=args.retry_failed,
-            keep_work=args.keep_work,
-            scenes=scenes,
-        )
-    print(format_summary_table(results))
-    print(f"summary: {cpose_dir / 'summary.json'} (COLMAP logs: {cpose_dir}/<scene>/colmap.log)")
-
-    if lists is not None:
-        report_coverage(lists, cpose_dir)
+        print(format_report(coarse_poses_for_split_lists(lists, args.data_path, cpose_dir, settings, options)))
         return
-    items = collect_items(cpose_dir, [result.scene for result in results])
-    if not items:
+
+    find_sequences(args.data_path)
+    existing = [split_dir / name for name in SPLIT_FILE_NAMES if (split_dir / name).is_file()]
+    if existing and not args.replace_splits:
+        raise GasMonoError(f"{existing[0]} exists: pass --split_files {split_dir} to compute poses for its items "
+                           "and keep it, --split_dir for new lists elsewhere, or --replace_splits")
+    report = coarse_poses_for_data_path(args.data_path, cpose_dir, settings, options)
+    print(format_report(report))
+    if not report.items:
         raise GasMonoError("no sequence could be reconstructed, so no split files were written")
-    train_path, val_path = write_split_files(items, split_dir, val_fraction=args.val_fraction, seed=args.seed)
-    print(f"split files: {train_path}, {val_path} ({len(items)} items)")
+    train_path, val_path = write_split_files(report.items, split_dir, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"split files: {train_path}, {val_path} ({len(report.items)} items)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, write_split_files  # noqa: E402
+from coarse_poses.pose_files import filter_items_with_coarse_poses  # noqa: E402
+from datasets.splits import find_sequence_items, write_split_files  # noqa: E402
 from utils import GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 

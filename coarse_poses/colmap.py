@@ -1,51 +1,45 @@
-"""Coarse relative poses from COLMAP (through pycolmap), one sequence at a time.
+"""COLMAP (through pycolmap) on one sequence: frames in, coarse poses out.
 
-For every sequence (a folder of ``<frame:06d>.jpg`` frames) this module runs
-SIFT extraction, sequential matching (loop detection off) and incremental
+For a sequence (a folder of ``<frame:06d>.jpg`` frames, optionally with a
+``cam.txt`` of ``3 x 3`` pixel intrinsics, else NYUv2's) :func:`process_sequence`
+runs SIFT extraction, sequential matching (loop detection off) and incremental
 mapping with one shared PINHOLE camera fixed to the known intrinsics, keeps
-the largest model, and converts COLMAP's world-to-camera extrinsics ``E_i``
-into the per-item coarse poses the training loss reads::
-
-    <cpose_dir>/<scene>/<frame:04d>.npy     float32 (2, 4, 4)
-    [0] = T_{t->t-1} = E_{t-1} inv(E_t),  [1] = T_{t->t+1} = E_{t+1} inv(E_t)
-
-``T_{t->s}`` maps a 3-D point expressed in camera ``t`` into camera ``s``.
-A file is written only for frames whose two neighbours are registered in the
-same model. Next to the poses, ``<cpose_dir>/<scene>/colmap.json`` records the
-outcome of the sequence (it is the resume marker) and ``colmap.log`` keeps
-COLMAP's own log.
+the largest model, and writes the coarse poses of every frame whose two
+neighbours are registered in that model (format: :mod:`coarse_poses.pose_files`).
+Next to the poses, ``<cpose_dir>/<scene>/colmap.json`` records the outcome of
+the sequence (it is the resume marker) and ``colmap.log`` keeps COLMAP's own log.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Collection, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from coarse_poses.pose_files import (
+    coarse_poses_from_extrinsics,
+    list_pose_frames,
+    pose_file_name,
+    to_homogeneous,
+    write_coarse_poses,
+)
 from utils import GasMonoError, atomic_write_text, nyu_pixel_intrinsics
 
 logger = logging.getLogger(__name__)
-
-# NYUv2 (Kinect) intrinsics normalised by the image size: fx, fy, cx, cy.
 
 IMAGE_SUFFIX = ".jpg"
 INTRINSICS_FILE = "cam.txt"
 SEQUENCE_RECORD_FILE = "colmap.json"
 SEQUENCE_LOG_FILE = "colmap.log"
-SUMMARY_FILE = "summary.json"
 
 
 @dataclasses.dataclass
@@ -90,6 +84,7 @@ class SequenceResult:
 
     @property
     def registered_percent(self) -> float:
+        """Registered frames in percent of all frames."""
         return 100.0 * self.registered / self.frames if self.frames else 0.0
 
     def to_dict(self) -> dict:
@@ -139,10 +134,6 @@ def find_sequences(data_path: str | os.PathLike) -> list[Path]:
     return sequences
 
 
-def default_intrinsics(width: int, height: int) -> np.ndarray:
-    """NYUv2 intrinsics scaled to a ``width x height`` image -> ``3 x 3`` pixel K."""
-    return nyu_pixel_intrinsics(height, width)
-
 
 def read_intrinsics_file(path: str | os.PathLike) -> np.ndarray:
     """A ``3 x 3`` pixel pinhole K from a text file (``np.savetxt`` layout).
@@ -169,71 +160,13 @@ def load_intrinsics(sequence_dir: str | os.PathLike, width: int, height: int) ->
     path = Path(sequence_dir) / INTRINSICS_FILE
     if path.is_file():
         return read_intrinsics_file(path)
-    return default_intrinsics(width, height)
+    return nyu_pixel_intrinsics(height, width)
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file, read from its header."""
     with Image.open(path) as image:
         return image.size
-
-
-# ----------------------------------------------------------------------------
-# Pose conversion
-# ----------------------------------------------------------------------------
-
-
-def relative_pose(extrinsic_target: np.ndarray, extrinsic_source: np.ndarray) -> np.ndarray:
-    """``T_{t->s} = E_s inv(E_t)`` from two ``4 x 4`` world-to-camera matrices.
-
-    The result maps a 3-D point in the target camera ``t`` into the source camera ``s``.
-    """
-    return extrinsic_source @ np.linalg.inv(extrinsic_target)
-
-
-def coarse_poses_from_extrinsics(extrinsics: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-    """Per-item coarse poses from world-to-camera extrinsics of one model.
-
-    Args:
-        extrinsics: frame number -> ``4 x 4`` (or ``3 x 4``) world-to-camera ``E``.
-
-    Returns:
-        frame number ``t`` -> float32 ``2 x 4 x 4`` ``[T_{t->t-1}, T_{t->t+1}]``, only
-        for frames whose neighbours ``t-1`` and ``t+1`` are both in ``extrinsics``.
-    """
-    full = {frame: to_homogeneous(matrix) for frame, matrix in extrinsics.items()}
-    poses = {}
-    for frame in sorted(full):
-        if frame - 1 in full and frame + 1 in full:
-            previous = relative_pose(full[frame], full[frame - 1])
-            following = relative_pose(full[frame], full[frame + 1])
-            poses[frame] = np.stack([previous, following]).astype(np.float32)
-    return poses
-
-
-def to_homogeneous(matrix: np.ndarray) -> np.ndarray:
-    """A ``3 x 4`` ``[R|t]`` or ``4 x 4`` matrix -> ``4 x 4`` float64."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.shape == (4, 4):
-        return matrix
-    if matrix.shape != (3, 4):
-        raise ValueError(f"expected a 3x4 or 4x4 pose, got shape {matrix.shape}")
-    full = np.eye(4)
-    full[:3] = matrix
-    return full
-
-
-def write_coarse_poses(poses: dict[int, np.ndarray], scene_dir: Path) -> int:
-    """Write ``<frame:04d>.npy`` files into ``scene_dir``; returns how many."""
-    scene_dir.mkdir(parents=True, exist_ok=True)
-    for frame, pose in poses.items():
-        np.save(scene_dir / f"{frame:04d}.npy", pose.astype(np.float32))
-    return len(poses)
-
-
-def list_pose_frames(scene_dir: Path) -> list[int]:
-    """Frame numbers that have a coarse-pose file in ``scene_dir``, sorted."""
-    return sorted(int(path.stem) for path in Path(scene_dir).glob("*.npy") if path.stem.isdigit())
 
 
 # ----------------------------------------------------------------------------
@@ -336,6 +269,7 @@ def extrinsics_of_model(reconstruction) -> dict[int, np.ndarray]:
 
 
 def sequence_record_path(cpose_dir: Path, scene: str) -> Path:
+    """``<cpose_dir>/<scene>/colmap.json``, the recorded outcome of a sequence."""
     return Path(cpose_dir) / scene / SEQUENCE_RECORD_FILE
 
 
@@ -354,8 +288,8 @@ def load_sequence_record(cpose_dir: Path, scene: str) -> SequenceResult | None:
 
 def clear_sequence_outputs(scene_dir: Path) -> None:
     """Remove the pose files, record and log of one sequence."""
-    for path in scene_dir.glob("*.npy"):
-        path.unlink()
+    for frame in list_pose_frames(scene_dir):
+        (scene_dir / pose_file_name(frame)).unlink()
     for name in (SEQUENCE_RECORD_FILE, SEQUENCE_LOG_FILE):
         (scene_dir / name).unlink(missing_ok=True)
 
@@ -428,193 +362,3 @@ def fill_result(result: SequenceResult, models: dict, scene_dir: Path) -> None:
         result.reason = "no frame has both neighbours registered"
     else:
         result.status = "ok"
-
-
-# ----------------------------------------------------------------------------
-# Summaries
-# ----------------------------------------------------------------------------
-
-
-def summarize(results: Sequence[SequenceResult]) -> dict:
-    """Per-sequence records and totals (frames, registered %, items, seconds per frame)."""
-    frames = sum(result.frames for result in results)
-    registered = sum(result.registered for result in results)
-    seconds = sum(result.seconds for result in results)
-    return {
-        "sequences": [result.to_dict() for result in results],
-        "total": {
-            "sequences": len(results),
-            "ok": sum(result.status == "ok" for result in results),
-            "failed": sum(result.status != "ok" for result in results),
-            "frames": frames,
-            "registered": registered,
-            "registered_percent": round(100.0 * registered / frames, 2) if frames else 0.0,
-            "items_written": sum(result.items_written for result in results),
-            "seconds": round(seconds, 3),
-            "seconds_per_frame": round(seconds / frames, 4) if frames else 0.0,
-        },
-    }
-
-
-def format_summary_table(results: Sequence[SequenceResult]) -> str:
-    """A plain-text table with one row per sequence and a total row."""
-    header = ("scene", "frames", "reg", "reg %", "models", "reproj px", "items", "seconds", "status")
-    rows = []
-    for result in results:
-        reproj = "-" if result.mean_reprojection_error is None else f"{result.mean_reprojection_error:.3f}"
-        status = result.status if result.status == "ok" else f"{result.status}: {result.reason}"
-        rows.append(
-            (
-                result.scene,
-                str(result.frames),
-                str(result.registered),
-                f"{result.registered_percent:.1f}",
-                str(result.models),
-                reproj,
-                str(result.items_written),
-                f"{result.seconds:.1f}",
-                status,
-            )
-        )
-    total = summarize(results)["total"]
-    rows.append(
-        (
-            "total",
-            str(total["frames"]),
-            str(total["registered"]),
-            f"{total['registered_percent']:.1f}",
-            "",
-            "",
-            str(total["items_written"]),
-            f"{total['seconds']:.1f}",
-            f"{total['ok']} ok, {total['failed']} failed, {total['seconds_per_frame']:.2f} s/frame",
-        )
-    )
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header) - 1)]
-
-    def line(row: Sequence[str]) -> str:
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row[:-1])]
-        return "  ".join([*cells, row[-1]])
-
-    separator = "-" * len(line(header))
-    return "\n".join([line(header), separator, *(line(row) for row in rows[:-1]), separator, line(rows[-1])])
-
-
-def write_summary(results: Sequence[SequenceResult], cpose_dir: str | os.PathLike) -> Path:
-    """Write ``<cpose_dir>/summary.json``; returns its path."""
-    path = Path(cpose_dir) / SUMMARY_FILE
-    atomic_write_text(json.dumps(summarize(results), indent=2) + "\n", path)
-    return path
-
-
-# ----------------------------------------------------------------------------
-# Many sequences: parallel, resumable
-# ----------------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def needs_processing(
-    sequence_dir: Path, cpose_dir: Path, overwrite: bool, retry_failed: bool
-) -> tuple[bool, SequenceResult | None]:
-    """Whether a sequence must be (re)processed, and its previous record if not.
-
-    A sequence is redone when ``overwrite`` is set, when it has no readable
-    record, when its number of frames changed since, or when it failed and
-    ``retry_failed`` is set.
-    """
-    if overwrite:
-        return True, None
-    record = load_sequence_record(cpose_dir, sequence_dir.name)
-    if record is None or record.frames != len(list_frames(sequence_dir)):
-        return True, None
-    if retry_failed and record.status != "ok":
-        return True, None
-    return False, record
-
-
-def make_coarse_poses(
-    data_path: str | os.PathLike,
-    cpose_dir: str | os.PathLike,
-    work_dir: str | os.PathLike,
-    settings: ColmapSettings,
-    jobs: int = 1,
-    overwrite: bool = False,
-    retry_failed: bool = False,
-    keep_work: bool = False,
-    progress: bool = True,
-    scenes: Collection[str] | None = None,
-) -> list[SequenceResult]:
-    """Run :func:`process_sequence` on every sequence under ``data_path``
-    (only those named in ``scenes`` when given).
-
-    With ``jobs > 1`` sequences run in that many worker processes (``spawn``:
-    a calling script needs the ``if __name__ == "__main__":`` guard), each with
-    ``settings.num_threads`` COLMAP threads; with ``jobs == 1`` they run in this
-    process, one after the other. Sequences with a record in
-    ``cpose_dir`` are skipped unless ``overwrite`` (or ``retry_failed`` for
-    failed ones). Writes ``<cpose_dir>/summary.json``.
-
-    Returns:
-        one result per sequence, sorted by scene name (skipped ones from their record).
-    """
-    sequences = find_sequences(data_path)
-    if scenes is not None:
-        sequences = [sequence_dir for sequence_dir in sequences if sequence_dir.name in scenes]
-    for sequence_dir in sequences:
-        if (sequence_dir / INTRINSICS_FILE).is_file():
-            read_intrinsics_file(sequence_dir / INTRINSICS_FILE)
-    cpose_dir = Path(cpose_dir)
-    cpose_dir.mkdir(parents=True, exist_ok=True)
-
-    results: dict[str, SequenceResult] = {}
-    todo = []
-    for sequence_dir in sequences:
-        redo, record = needs_processing(sequence_dir, cpose_dir, overwrite, retry_failed)
-        if redo:
-            todo.append(sequence_dir)
-        else:
-            results[sequence_dir.name] = record
-    if results:
-        logger.info("skipping %d sequence(s) already done (use --overwrite to redo them)", len(results))
-
-    if todo:
-        bar = tqdm(total=len(todo), desc="sequences", unit="seq", disable=not progress)
-        if jobs == 1:
-            for sequence_dir in todo:
-                results[sequence_dir.name] = process_sequence(sequence_dir, cpose_dir, work_dir, settings, keep_work)
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
-                futures = {
-                    pool.submit(process_sequence, sequence_dir, cpose_dir, work_dir, settings, keep_work): sequence_dir
-                    for sequence_dir in todo
-                }
-                for future in as_completed(futures):
-                    sequence_dir = futures[future]
-                    try:
-                        results[sequence_dir.name] = future.result()
-                    except BrokenProcessPool as error:
-                        results[sequence_dir.name] = SequenceResult(
-                            scene=sequence_dir.name,
-                            frames=len(list_frames(sequence_dir)),
-                            reason=f"worker process died ({error}); it is retried on the next run",
-                        )
-                    bar.update()
-        bar.close()
-
-    ordered = [results[sequence_dir.name] for sequence_dir in sequences]
-    write_summary(ordered, cpose_dir)
-    return ordered
-
-
-def collect_items(cpose_dir: str | os.PathLike, scenes: Sequence[str]) -> list[tuple[str, int]]:
-    """``(scene, frame)`` for every coarse-pose file of the given scenes."""
-    return [(scene, frame) for scene in scenes for frame in list_pose_frames(Path(cpose_dir) / scene)]

@@ -1,15 +1,19 @@
-"""Compare coarse relative poses with ground-truth camera poses.
+"""Accuracy of relative camera poses against ground truth.
 
 Ground truth is a sequence's ``poses.txt``: one line per frame (frames numbered
-from 0), 16 numbers, the row-major 4x4 world-to-camera matrix ``E_i``. For every
-coarse-pose file ``<cpose_dir>/<scene>/<frame:04d>.npy`` both stored transforms
-``T_{t->t-1}`` and ``T_{t->t+1}`` are compared with ``E_s inv(E_t)`` from the
-ground truth:
+from 0), 16 numbers, the row-major 4x4 world-to-camera matrix ``E_i``. A
+relative pose ``T_{t->s}`` (target camera to source camera) is compared with
+``E_s inv(E_t)`` from the ground truth:
 
 - rotation error: the angle of ``R_est R_gt^T``, in degrees;
 - translation direction error: the angle between the two translation vectors,
   in degrees (monocular SfM has an arbitrary scale per sequence, so only the
   direction is comparable).
+
+:func:`relative_pose_errors` works on any ``N x 4 x 4`` arrays of relative
+poses; :func:`evaluate_coarse_poses` applies it to coarse-pose files (both
+stored transforms ``T_{t->t-1}`` and ``T_{t->t+1}`` of every item) and
+:func:`format_pose_table` prints the statistics per scene.
 """
 from __future__ import annotations
 
@@ -19,6 +23,13 @@ from typing import Sequence
 
 import numpy as np
 
+from coarse_poses.pose_files import (
+    SOURCE_FRAME_SLOTS,
+    list_pose_frames,
+    pose_file_name,
+    read_coarse_poses,
+    relative_pose,
+)
 from utils import GasMonoError
 
 GT_POSES_FILE = "poses.txt"
@@ -85,24 +96,32 @@ def statistics(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def relative_pose_errors(estimates: np.ndarray, truths: np.ndarray) -> dict[str, list[float]]:
+    """Per pose, the rotation and translation-direction errors (degrees) of ``N x 4 x 4``
+    estimated relative poses against ``N x 4 x 4`` true ones (keys :data:`METRIC_NAMES`)."""
+    if len(estimates) != len(truths):
+        raise ValueError(f"{len(estimates)} estimates against {len(truths)} true poses")
+    return {
+        "rotation_deg": [rotation_error_deg(estimate, truth) for estimate, truth in zip(estimates, truths)],
+        "translation_direction_deg": [
+            translation_direction_error_deg(estimate, truth) for estimate, truth in zip(estimates, truths)
+        ],
+    }
+
+
 def scene_errors(cpose_scene_dir: Path, gt_poses: np.ndarray) -> dict[str, list[float]]:
-    """Errors of every stored transform of one scene against ``gt_poses`` (``N x 4 x 4``)."""
-    errors: dict[str, list[float]] = {name: [] for name in METRIC_NAMES}
-    for path in sorted(Path(cpose_scene_dir).glob("*.npy")):
-        if not path.stem.isdigit():
-            continue
-        frame = int(path.stem)
-        if frame - 1 < 0 or frame + 1 >= len(gt_poses):
+    """Errors of every stored transform of one scene against ``gt_poses`` (``N x 4 x 4``
+    world-to-camera), frame by frame in the slot order of the pose files."""
+    estimates, truths = [], []
+    for frame in list_pose_frames(cpose_scene_dir):
+        path = Path(cpose_scene_dir) / pose_file_name(frame)
+        sources = [frame + offset for offset in SOURCE_FRAME_SLOTS]
+        if min(sources) < 0 or max(sources) >= len(gt_poses):
             raise GasMonoError(f"{path}: frame {frame} needs ground-truth poses {frame - 1} and {frame + 1}")
-        pose = np.load(path)
-        if pose.shape != (2, 4, 4):
-            raise GasMonoError(f"{path}: expected a (2, 4, 4) array, got {pose.shape}")
-        inverse_target = np.linalg.inv(gt_poses[frame])
-        for estimate, source in zip(pose.astype(np.float64), (frame - 1, frame + 1)):
-            truth = gt_poses[source] @ inverse_target
-            errors["rotation_deg"].append(rotation_error_deg(estimate, truth))
-            errors["translation_direction_deg"].append(translation_direction_error_deg(estimate, truth))
-    return errors
+        for estimate, source in zip(read_coarse_poses(path).astype(np.float64), sources):
+            estimates.append(estimate)
+            truths.append(relative_pose(gt_poses[frame], gt_poses[source]))
+    return relative_pose_errors(np.asarray(estimates), np.asarray(truths))
 
 
 def evaluate_coarse_poses(
@@ -126,7 +145,7 @@ def evaluate_coarse_poses(
     if not data_path.is_dir():
         raise GasMonoError(f"data path not found: {data_path}")
     if scenes is None:
-        scenes = sorted(child.name for child in cpose_dir.iterdir() if child.is_dir() and any(child.glob("*.npy")))
+        scenes = sorted(child.name for child in cpose_dir.iterdir() if child.is_dir() and list_pose_frames(child))
     if not scenes:
         raise GasMonoError(f"no coarse-pose files under {cpose_dir}")
 
@@ -135,12 +154,12 @@ def evaluate_coarse_poses(
     for scene in scenes:
         errors = scene_errors(cpose_dir / scene, load_gt_poses(data_path / scene / GT_POSES_FILE))
         entry = {name: statistics(errors[name]) for name in METRIC_NAMES}
-        entry["items"] = len(errors["rotation_deg"]) // 2
+        entry["items"] = len(errors["rotation_deg"]) // len(SOURCE_FRAME_SLOTS)
         report["scenes"][scene] = entry
         for name in METRIC_NAMES:
             overall[name].extend(errors[name])
     report["overall"] = {name: statistics(overall[name]) for name in METRIC_NAMES}
-    report["overall"]["items"] = len(overall["rotation_deg"]) // 2
+    report["overall"]["items"] = len(overall["rotation_deg"]) // len(SOURCE_FRAME_SLOTS)
     return report
 
 

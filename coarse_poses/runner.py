@@ -1,0 +1,281 @@
+"""COLMAP over many sequences (parallel, resumable), and what ``tools/make_coarse_poses.py`` does with it.
+
+* :func:`make_coarse_poses`: :func:`coarse_poses.colmap.process_sequence` on
+  every sequence under a data folder, skipping the sequences recorded as done
+  by an earlier run (see :func:`needs_processing`); writes ``summary.json``.
+* :func:`coarse_poses_for_split_lists`: poses for the sequences that split
+  lists name (for example the release's lists, which the project ships). The
+  lists stay as they are; per list, the items without the poses of both
+  neighbours are written to ``<cpose_dir>/missing_<list>.txt`` (training on
+  one of them is an error naming it until it is removed from the list).
+* :func:`coarse_poses_for_data_path`: poses for every sequence under a data
+  folder, and the items that have them (from which the tool writes new lists).
+
+Split lists come in parsed (``(line, scene, frame)`` per line, as
+``datasets.splits.read_split_items`` reads them): this package depends on
+:mod:`utils` only.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Collection
+
+from tqdm import tqdm
+
+from coarse_poses.colmap import (
+    INTRINSICS_FILE,
+    SEQUENCE_LOG_FILE,
+    ColmapSettings,
+    SequenceResult,
+    find_sequences,
+    list_frames,
+    load_sequence_record,
+    process_sequence,
+    read_intrinsics_file,
+)
+from coarse_poses.pose_files import filter_items_with_coarse_poses, list_pose_items
+from coarse_poses.summary import SUMMARY_FILE, format_summary_table, write_summary
+from utils import GasMonoError, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+SplitLists = dict[Path, list[tuple[str, str, int]]]
+"""Split list path -> ``(line, scene, frame)`` of each of its lines, in order."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def needs_processing(
+    sequence_dir: Path, cpose_dir: Path, overwrite: bool, retry_failed: bool
+) -> tuple[bool, SequenceResult | None]:
+    """Whether a sequence must be (re)processed, and its previous record if not.
+
+    A sequence is redone when ``overwrite`` is set, when it has no readable
+    record, when its number of frames changed since, or when it failed and
+    ``retry_failed`` is set.
+    """
+    if overwrite:
+        return True, None
+    record = load_sequence_record(cpose_dir, sequence_dir.name)
+    if record is None or record.frames != len(list_frames(sequence_dir)):
+        return True, None
+    if retry_failed and record.status != "ok":
+        return True, None
+    return False, record
+
+
+def make_coarse_poses(
+    data_path: str | os.PathLike,
+    cpose_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    settings: ColmapSettings,
+    jobs: int = 1,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    keep_work: bool = False,
+    progress: bool = True,
+    scenes: Collection[str] | None = None,
+) -> list[SequenceResult]:
+    """Run :func:`process_sequence` on every sequence under ``data_path``
+    (only those named in ``scenes`` when given).
+
+    With ``jobs > 1`` sequences run in that many worker processes (``spawn``:
+    a calling script needs the ``if __name__ == "__main__":`` guard), each with
+    ``settings.num_threads`` COLMAP threads; with ``jobs == 1`` they run in this
+    process, one after the other. Sequences with a record in
+    ``cpose_dir`` are skipped unless ``overwrite`` (or ``retry_failed`` for
+    failed ones). Writes ``<cpose_dir>/summary.json``.
+
+    Returns:
+        one result per sequence, sorted by scene name (skipped ones from their record).
+    """
+    sequences = find_sequences(data_path)
+    if scenes is not None:
+        sequences = [sequence_dir for sequence_dir in sequences if sequence_dir.name in scenes]
+    for sequence_dir in sequences:
+        if (sequence_dir / INTRINSICS_FILE).is_file():
+            read_intrinsics_file(sequence_dir / INTRINSICS_FILE)
+    cpose_dir = Path(cpose_dir)
+    cpose_dir.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, SequenceResult] = {}
+    todo = []
+    for sequence_dir in sequences:
+        redo, record = needs_processing(sequence_dir, cpose_dir, overwrite, retry_failed)
+        if redo:
+            todo.append(sequence_dir)
+        else:
+            results[sequence_dir.name] = record
+    if results:
+        logger.info("skipping %d sequence(s) already done (use --overwrite to redo them)", len(results))
+
+    if todo:
+        bar = tqdm(total=len(todo), desc="sequences", unit="seq", disable=not progress)
+        if jobs == 1:
+            for sequence_dir in todo:
+                results[sequence_dir.name] = process_sequence(sequence_dir, cpose_dir, work_dir, settings, keep_work)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+                futures = {
+                    pool.submit(process_sequence, sequence_dir, cpose_dir, work_dir, settings, keep_work): sequence_dir
+                    for sequence_dir in todo
+                }
+                for future in as_completed(futures):
+                    sequence_dir = futures[future]
+                    try:
+                        results[sequence_dir.name] = future.result()
+                    except BrokenProcessPool as error:
+                        results[sequence_dir.name] = SequenceResult(
+                            scene=sequence_dir.name,
+                            frames=len(list_frames(sequence_dir)),
+                            reason=f"worker process died ({error}); it is retried on the next run",
+                        )
+                    bar.update()
+        bar.close()
+
+    ordered = [results[sequence_dir.name] for sequence_dir in sequences]
+    write_summary(ordered, cpose_dir)
+    return ordered
+
+
+@dataclass
+class ListCoverage:
+    """How many items of one split list have coarse poses; the others are listed in ``missing_path``."""
+
+    list_path: Path
+    listed: int
+    missing: list[str]
+    missing_path: Path
+
+
+@dataclass
+class CoarsePoseReport:
+    """What one run over many sequences did (see :func:`format_report`).
+
+    ``items`` holds the ``(scene, frame)`` items with coarse poses (data-path
+    mode); ``listed_scenes``, ``absent_scenes`` and ``coverage`` describe the
+    split lists (split-list mode).
+    """
+
+    data_path: Path
+    cpose_dir: Path
+    results: list[SequenceResult]
+    items: list[tuple[str, int]] = field(default_factory=list)
+    listed_scenes: int = 0
+    absent_scenes: list[str] = field(default_factory=list)
+    coverage: list[ListCoverage] = field(default_factory=list)
+
+
+def listed_scenes(lists: SplitLists, data_path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """The scenes the lists name, split into those that are sequences under ``data_path`` and the others.
+
+    Raises:
+        GasMonoError: when none of them is under ``data_path``.
+    """
+    named = sorted({scene for items in lists.values() for _, scene, _ in items})
+    on_disk = {sequence.name for sequence in find_sequences(data_path)}
+    scenes = [scene for scene in named if scene in on_disk]
+    absent = [scene for scene in named if scene not in on_disk]
+    if not scenes:
+        raise GasMonoError(f"none of the {len(named)} sequences named by the split lists is under {data_path} "
+                           f"(e.g. {named[0]})")
+    return scenes, absent
+
+
+def write_missing_lists(lists: SplitLists, cpose_dir: Path) -> list[ListCoverage]:
+    """Per list, the items with a coarse-pose file; the lines of the others go to
+    ``<cpose_dir>/missing_<list>.txt``."""
+    coverage = []
+    for list_path, items in lists.items():
+        with_poses = set(filter_items_with_coarse_poses([(scene, frame) for _, scene, frame in items], cpose_dir))
+        missing = [line for line, scene, frame in items if (scene, frame) not in with_poses]
+        missing_path = cpose_dir / f"missing_{list_path.stem}.txt"
+        atomic_write_text("".join(line + "\n" for line in missing), missing_path)
+        coverage.append(ListCoverage(list_path, len(items), missing, missing_path))
+    return coverage
+
+
+@dataclass
+class RunOptions:
+    """How :func:`make_coarse_poses` runs (see there); ``work_dir`` ``None`` is a temporary folder."""
+
+    jobs: int = 1
+    overwrite: bool = False
+    retry_failed: bool = False
+    work_dir: Path | None = None
+    keep_work: bool = False
+    progress: bool = True
+
+
+def _run_sequences(data_path: str | os.PathLike, cpose_dir: Path, settings: ColmapSettings,
+                   scenes: Collection[str] | None, options: RunOptions) -> list[SequenceResult]:
+    logger.info("%d sequence(s) under %s; %d job(s) x %d thread(s)",
+                len(scenes) if scenes is not None else len(find_sequences(data_path)), data_path, options.jobs,
+                settings.num_threads)
+    with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
+        return make_coarse_poses(data_path, cpose_dir, options.work_dir or temporary, settings, jobs=options.jobs,
+                                 overwrite=options.overwrite, retry_failed=options.retry_failed,
+                                 keep_work=options.keep_work, progress=options.progress, scenes=scenes)
+
+
+def coarse_poses_for_split_lists(
+    lists: SplitLists,
+    data_path: str | os.PathLike,
+    cpose_dir: str | os.PathLike,
+    settings: ColmapSettings,
+    options: RunOptions | None = None,
+) -> CoarsePoseReport:
+    """Coarse poses for the sequences the split lists name, and each list's coverage
+    (the items without poses written to ``<cpose_dir>/missing_<list>.txt``).
+
+    Raises:
+        GasMonoError: when no listed sequence is under ``data_path``.
+    """
+    scenes, absent = listed_scenes(lists, data_path)
+    cpose_dir = Path(cpose_dir)
+    results = _run_sequences(data_path, cpose_dir, settings, scenes, options or RunOptions())
+    return CoarsePoseReport(Path(data_path), cpose_dir, results, listed_scenes=len(scenes) + len(absent),
+                            absent_scenes=absent, coverage=write_missing_lists(lists, cpose_dir))
+
+
+def coarse_poses_for_data_path(
+    data_path: str | os.PathLike,
+    cpose_dir: str | os.PathLike,
+    settings: ColmapSettings,
+    options: RunOptions | None = None,
+) -> CoarsePoseReport:
+    """Coarse poses for every sequence under ``data_path``, and the items that have them."""
+    cpose_dir = Path(cpose_dir)
+    results = _run_sequences(data_path, cpose_dir, settings, None, options or RunOptions())
+    items = list_pose_items(cpose_dir, [result.scene for result in results])
+    return CoarsePoseReport(Path(data_path), cpose_dir, results, items=items)
+
+
+def format_report(report: CoarsePoseReport) -> str:
+    """The summary table, where the summary and logs are, and each split list's coverage."""
+    lines = []
+    if report.absent_scenes:
+        lines.append(f"{len(report.absent_scenes)} of {report.listed_scenes} listed sequence(s) are not under "
+                     f"{report.data_path} (e.g. {report.absent_scenes[0]}); their items get no poses")
+    lines.append(format_summary_table(report.results))
+    lines.append(f"summary: {report.cpose_dir / SUMMARY_FILE} (COLMAP logs: {report.cpose_dir}/<scene>/"
+                 f"{SEQUENCE_LOG_FILE})")
+    for entry in report.coverage:
+        lines.append(f"{entry.list_path}: {entry.listed - len(entry.missing)} of {entry.listed} listed items have "
+                     f"the poses of both neighbours; {len(entry.missing)} missing, listed in {entry.missing_path}")
+    return "\n".join(lines)
