@@ -25,7 +25,8 @@ from coarse_poses.colmap import ColmapSettings  # noqa: E402
 from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_table  # noqa: E402
 from coarse_poses.runner import available_cores, make_coarse_poses  # noqa: E402
 from coarse_poses.summary import format_summary_table  # noqa: E402
-from tools.synthetic_indoor import TEXTURED, generate_dataset  # noqa: E402
+from synthetic.dataset import generate_dataset  # noqa: E402
+from synthetic.rooms import TEXTURED  # noqa: E402
 
 
 def cpu_seconds() -> float:

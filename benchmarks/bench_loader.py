@@ -28,7 +28,7 @@ from datasets.augmentation import AUGMENTATIONS  # noqa: E402
 from datasets.mono_dataset import RESIZE_FILTERS  # noqa: E402
 from datasets.nyu_dataset import NYUDataset  # noqa: E402
 from datasets.splits import find_sequence_items  # noqa: E402
-from tools.synthetic_indoor import generate_dataset  # noqa: E402
+from synthetic.dataset import generate_dataset  # noqa: E402
 from utils import cli_entry_point  # noqa: E402
 
 

@@ -26,13 +26,10 @@ from coarse_poses.colmap import ColmapSettings  # noqa: E402
 from coarse_poses.evaluation import evaluate_coarse_poses, load_gt_poses, rotation_error_deg  # noqa: E402
 from coarse_poses.pose_files import relative_pose  # noqa: E402
 from coarse_poses.runner import make_coarse_poses  # noqa: E402
-from tools.synthetic_indoor import (  # noqa: E402
-    TEXTURED,
-    generate_dataset,
-    make_room,
-    make_trajectory,
-    render,
-)
+from synthetic.dataset import generate_dataset  # noqa: E402
+from synthetic.renderer import render  # noqa: E402
+from synthetic.rooms import TEXTURED, make_room  # noqa: E402
+from synthetic.trajectories import make_trajectory  # noqa: E402
 from utils import nyu_pixel_intrinsics  # noqa: E402
 
 

@@ -35,8 +35,9 @@ from coarse_poses.pose_files import coarse_poses_from_extrinsics, list_pose_fram
 from coarse_poses.runner import make_coarse_poses, needs_processing
 from coarse_poses.summary import format_summary_table, summarize
 from datasets.nyu_dataset import NYUDataset
+from synthetic.dataset import generate_dataset
+from synthetic.rooms import LOW_TEXTURE, TEXTURED
 from tools import make_coarse_poses as make_coarse_poses_cli
-from tools.synthetic_indoor import LOW_TEXTURE, TEXTURED, generate_dataset
 from utils import PROJECT_ROOT, GasMonoError
 
 

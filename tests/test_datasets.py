@@ -18,8 +18,8 @@ from datasets.nyu_dataset import NYUDataset
 from datasets.splits import find_sequence_items, read_split_items, write_split_files
 from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
 from options import GasMonoOptions
+from synthetic.dataset import generate_dataset
 from tools import export_kitti_gt, make_split, prepare_nyu_test
-from tools.synthetic_indoor import generate_dataset
 from trainer import split_dir_of
 from utils import PROJECT_ROOT, GasMonoError
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datasets.nyu_dataset import NYUDataset
-from tools.synthetic_indoor import generate_dataset
+from synthetic.dataset import generate_dataset
 from utils import GasMonoError
 
 

@@ -1,4 +1,4 @@
-"""Tests of the synthetic indoor generator (tools/synthetic_indoor.py and its CLI)."""
+"""Tests of the synthetic indoor generator (synthetic/ and tools/make_synthetic_indoor.py)."""
 from __future__ import annotations
 
 import json
@@ -11,16 +11,11 @@ from PIL import Image
 
 from coarse_poses.evaluation import load_gt_poses, rotation_error_deg
 from coarse_poses.pose_files import relative_pose
+from synthetic.dataset import generate_dataset, plan_scenes
+from synthetic.renderer import render
+from synthetic.rooms import LOW_TEXTURE, TEXTURED, make_room
+from synthetic.trajectories import make_trajectory
 from tools import make_synthetic_indoor
-from tools.synthetic_indoor import (
-    LOW_TEXTURE,
-    TEXTURED,
-    generate_dataset,
-    make_room,
-    make_trajectory,
-    plan_scenes,
-    render,
-)
 from utils import GasMonoError, nyu_pixel_intrinsics
 
 HEIGHT, WIDTH = 48, 64

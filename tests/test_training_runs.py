@@ -21,7 +21,7 @@ from coarse_poses.evaluation import load_gt_poses
 from coarse_poses.pose_files import coarse_poses_from_extrinsics, write_coarse_poses
 from datasets.splits import find_sequence_items, write_split_files
 from options import GasMonoOptions
-from tools.synthetic_indoor import generate_dataset
+from synthetic.dataset import generate_dataset
 from trainer import Trainer
 from utils import GasMonoError
 

@@ -7,7 +7,7 @@ Example::
 
 Stages (everything is written under ``--out``)::
 
-    data/            synthetic indoor set (tools/synthetic_indoor.py): data/train/<scene>/ sequences
+    data/            synthetic indoor set (synthetic/): data/train/<scene>/ sequences
                      (some low-texture), data/test/ views of held-out rooms in the NYUv2 test layout,
                      data/val_frames/ the validation frames of the training rooms in the same layout
     cpose/           coarse poses from COLMAP, summary.json, per-scene colmap.json / colmap.log
@@ -68,7 +68,8 @@ from evaluation.metrics import DEPTH_METRIC_NAMES  # noqa: E402
 from evaluation.protocols import resolve_protocol  # noqa: E402
 from inference import DepthEstimator  # noqa: E402
 from options import GasMonoOptions  # noqa: E402
-from tools.synthetic_indoor import LOW_TEXTURE, generate_dataset  # noqa: E402
+from synthetic.dataset import generate_dataset  # noqa: E402
+from synthetic.rooms import LOW_TEXTURE  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from utils import GasMonoError, OneLineErrorParser, atomic_write_text, cli_entry_point, sec_to_hm_str  # noqa: E402
 

@@ -5,7 +5,7 @@ Example::
     python tools/make_synthetic_indoor.py --out data/synthetic_indoor --num_scenes 8 \\
         --frames_per_scene 40 --num_test 20
 
-The layout is described in ``tools/synthetic_indoor.py`` and the README.
+The layout is described in :mod:`synthetic.dataset` and the README.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.synthetic_indoor import LOW_TEXTURE, generate_dataset  # noqa: E402
+from synthetic.dataset import generate_dataset  # noqa: E402
+from synthetic.rooms import LOW_TEXTURE  # noqa: E402
 from utils import GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
