@@ -15,11 +15,12 @@ from datasets.eval_kitti import parse_kitti_split
 from datasets.eval_nyu import DEFAULT_SPLIT_DIR as NYU_TEST_SPLIT_DIR
 from datasets.mono_dataset import load_split
 from datasets.nyu_dataset import NYUDataset
+from datasets.nyu_test_preparation import SHIPPED_TEST_LIST, read_test_list
 from datasets.splits import find_sequence_items, read_split_items, write_split_files
 from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
 from options import GasMonoOptions
 from synthetic.dataset import generate_dataset
-from tools import export_kitti_gt, make_split, prepare_nyu_test
+from tools import export_kitti_gt, make_split
 from trainer import split_dir_of
 from utils import PROJECT_ROOT, GasMonoError
 
@@ -285,11 +286,11 @@ def test_the_release_split_lists_ship_and_are_the_defaults() -> None:
     assert (len(train), len(val)) == (22159, 3166)
     assert len({scene for _, scene, _ in train + val}) == 323
     assert train[0] == ("kitchen_0045a 0009 l", "kitchen_0045a", 9)
-    test = prepare_nyu_test.read_test_list(nyu / "test_files.txt")
+    test = read_test_list(nyu / "test_files.txt")
     assert len(test) == 654 and test == sorted(set(test)) and 1 <= test[0] and test[-1] <= 1449
     assert len(parse_kitti_split(eigen / "test_files.txt")) == 697
 
     options = GasMonoOptions().parse([])
     assert options.split == "nyu" and split_dir_of(options) == nyu
-    assert NYU_TEST_SPLIT_DIR == nyu and prepare_nyu_test.SHIPPED_TEST_LIST == nyu / "test_files.txt"
+    assert NYU_TEST_SPLIT_DIR == nyu and SHIPPED_TEST_LIST == nyu / "test_files.txt"
     assert export_kitti_gt.build_parser().parse_args(["--data_path", "k"]).split_file == eigen / "test_files.txt"

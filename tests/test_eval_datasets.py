@@ -15,7 +15,7 @@ from datasets.eval_kitti import kitti_eigen_test_set, parse_kitti_split, read_ca
 from datasets.eval_nyu import nyu_test_set
 from datasets.eval_scannet import scannet_test_set
 from datasets.eval_seven_scenes import seven_scenes_test_set
-from tools.export_kitti_gt import export_kitti_gt
+from datasets.kitti_ground_truth import export_kitti_gt
 from tools.export_kitti_gt import main as export_main
 from utils import GasMonoError
 

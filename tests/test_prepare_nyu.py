@@ -1,4 +1,5 @@
-"""Tests of tools/prepare_nyu_test.py on tiny fake copies of the official NYUv2 .mat files."""
+"""Tests of the NYUv2 test-set preparation (datasets/nyu_test_preparation.py and
+tools/prepare_nyu_test.py) on tiny fake copies of the official NYUv2 .mat files."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from tools import prepare_nyu_test as tool
+import datasets.nyu_test_preparation as nyu_prep
+from tools.prepare_nyu_test import build_parser, main
 from utils import PROJECT_ROOT, GasMonoError
 
 COUNT, HEIGHT, WIDTH = 5, 6, 8
@@ -53,8 +55,8 @@ def fake_mats(tmp_path: Path) -> dict:
 
 def run_tool(fake_mats: dict, labeled: Path, splits: Path, out: Path, split_dir: Path, **options) -> int:
     """The tool with the fake files' own test list as reference."""
-    return tool.prepare_nyu_test(labeled, splits, out, split_dir, reference_list=fake_mats["reference"],
-                                 progress=False, **options)
+    return nyu_prep.prepare_nyu_test(labeled, splits, out, split_dir, reference_list=fake_mats["reference"],
+                                     progress=False, **options)
 
 
 def test_exports_images_list_and_ground_truth(fake_mats: dict, tmp_path: Path) -> None:
@@ -91,7 +93,7 @@ def test_bad_inputs(fake_mats: dict, tmp_path: Path, capsys: pytest.CaptureFixtu
     no_key = tmp_path / "no_key.mat"
     scipy.io.savemat(no_key, {"trainNdxs": np.array([[1]])})
     with pytest.raises(GasMonoError, match="has no variable 'testNdxs'"):
-        tool.read_test_indices(no_key)
+        nyu_prep.read_test_indices(no_key)
 
     not_hdf5 = tmp_path / "v5.mat"
     scipy.io.savemat(not_hdf5, {"images": np.zeros((2, 2))})
@@ -100,29 +102,29 @@ def test_bad_inputs(fake_mats: dict, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not (tmp_path / "s" / "gt_depths.npz").exists()
 
     with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--labeled_mat", str(no_depths), "--splits_mat", str(fake_mats["splits"]),
-                   "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s"), "--allow_index_mismatch"])
+        main(["--labeled_mat", str(no_depths), "--splits_mat", str(fake_mats["splits"]),
+              "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s"), "--allow_index_mismatch"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {no_depths} has no dataset 'depths'"
 
 
 def test_indices_must_equal_the_shipped_list(fake_mats: dict, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--labeled_mat", str(fake_mats["labeled"]), "--splits_mat", str(fake_mats["splits"]),
-                   "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s")])
+        main(["--labeled_mat", str(fake_mats["labeled"]), "--splits_mat", str(fake_mats["splits"]),
+              "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s")])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
-    assert error == (f"error: testNdxs of {fake_mats['splits']} differs from {tool.SHIPPED_TEST_LIST}: position 1 "
+    assert error == (f"error: testNdxs of {fake_mats['splits']} differs from {nyu_prep.SHIPPED_TEST_LIST}: position 1 "
                      f"is 4, the list has 1 (--allow_index_mismatch accepts other indices)")
     assert not (tmp_path / "s").exists() and not (tmp_path / "o").exists()
 
     prefix = write_list(tmp_path / "prefix.txt", TEST_INDICES + [7])
     with pytest.raises(GasMonoError, match="3 indices against 4 listed \\(from position 4\\)"):
-        tool.check_test_indices(np.array(TEST_INDICES), fake_mats["splits"], prefix, allow_mismatch=False)
+        nyu_prep.check_test_indices(np.array(TEST_INDICES), fake_mats["splits"], prefix, allow_mismatch=False)
 
 
 def test_the_official_indices_leave_the_shipped_list_untouched(tmp_path: Path) -> None:
-    shipped = tool.read_test_list(tool.SHIPPED_TEST_LIST)
+    shipped = nyu_prep.read_test_list(nyu_prep.SHIPPED_TEST_LIST)
     assert len(shipped) == 654 and shipped == sorted(shipped) and shipped[0] >= 1 and shipped[-1] <= 1449
     rng = np.random.default_rng(1)
     labeled = tmp_path / "labeled.mat"
@@ -133,11 +135,11 @@ def test_the_official_indices_leave_the_shipped_list_untouched(tmp_path: Path) -
     split_dir = tmp_path / "splits_nyu"
     split_dir.mkdir()
     listed = split_dir / "test_files.txt"
-    listed.write_bytes(tool.SHIPPED_TEST_LIST.read_bytes())
+    listed.write_bytes(nyu_prep.SHIPPED_TEST_LIST.read_bytes())
     before = listed.stat()
-    assert tool.prepare_nyu_test(labeled, splits, tmp_path / "out", split_dir, reference_list=listed,
-                                 progress=False) == 654
-    assert listed.read_bytes() == tool.SHIPPED_TEST_LIST.read_bytes()
+    assert nyu_prep.prepare_nyu_test(labeled, splits, tmp_path / "out", split_dir, reference_list=listed,
+                                     progress=False) == 654
+    assert listed.read_bytes() == nyu_prep.SHIPPED_TEST_LIST.read_bytes()
     assert (listed.stat().st_ino, listed.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert np.load(split_dir / "gt_depths.npz")["data"].shape == (654, 2, 3)
 
@@ -145,18 +147,18 @@ def test_the_official_indices_leave_the_shipped_list_untouched(tmp_path: Path) -
 def test_allow_index_mismatch_writes_the_given_indices_with_a_warning(fake_mats: dict, tmp_path: Path,
                                                                        caplog) -> None:
     split_dir = tmp_path / "s"
-    with caplog.at_level(logging.WARNING, logger=tool.__name__):
-        count = tool.prepare_nyu_test(fake_mats["labeled"], fake_mats["splits"], tmp_path / "o", split_dir,
-                                      allow_index_mismatch=True, progress=False)
+    with caplog.at_level(logging.WARNING, logger=nyu_prep.__name__):
+        count = nyu_prep.prepare_nyu_test(fake_mats["labeled"], fake_mats["splits"], tmp_path / "o", split_dir,
+                                          allow_index_mismatch=True, progress=False)
     assert count == 3
     assert "differs from" in caplog.text and "position 1 is 4" in caplog.text
     assert (split_dir / "test_files.txt").read_text() == "color 0004 l\ncolor 0002 l\ncolor 0005 l\n"
 
 
 def test_split_dir_defaults_to_the_projects_splits_nyu(fake_mats: dict) -> None:
-    args = tool.build_parser().parse_args(["--labeled_mat", "l.mat", "--splits_mat", "s.mat", "--out", "o"])
+    args = build_parser().parse_args(["--labeled_mat", "l.mat", "--splits_mat", "s.mat", "--out", "o"])
     assert args.split_dir == PROJECT_ROOT / "splits" / "nyu" and args.split_dir.is_absolute()
-    assert tool.SHIPPED_TEST_LIST == PROJECT_ROOT / "splits" / "nyu" / "test_files.txt"
+    assert nyu_prep.SHIPPED_TEST_LIST == PROJECT_ROOT / "splits" / "nyu" / "test_files.txt"
 
 
 def test_ground_truth_is_written_atomically(fake_mats: dict, tmp_path: Path, monkeypatch) -> None:
@@ -185,8 +187,8 @@ def test_a_damaged_splits_mat_is_a_one_line_error(damage: str, fake_mats: dict, 
     damaged.write_bytes({"empty": b"", "header_only": content[:100], "cut_in_data": content[:len(content) - 10],
                          "not_matlab": b"not a MATLAB file " * 20}[damage])
     with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--labeled_mat", str(fake_mats["labeled"]), "--splits_mat", str(damaged),
-                   "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s"), "--allow_index_mismatch"])
+        main(["--labeled_mat", str(fake_mats["labeled"]), "--splits_mat", str(damaged),
+              "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s"), "--allow_index_mismatch"])
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot read {damaged} as a MATLAB v5 file")
@@ -205,8 +207,8 @@ def test_a_damaged_labeled_mat_is_a_one_line_error(damage: str, fake_mats: dict,
         content[chunk.byte_offset:chunk.byte_offset + chunk.size] = bytes(chunk.size)
     labeled.write_bytes(bytes(content))
     with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--labeled_mat", str(labeled), "--splits_mat", str(fake_mats["splits"]),
-                   "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s"), "--allow_index_mismatch"])
+        main(["--labeled_mat", str(labeled), "--splits_mat", str(fake_mats["splits"]),
+              "--out", str(tmp_path / "o"), "--split_dir", str(tmp_path / "s"), "--allow_index_mismatch"])
     assert exit_info.value.code == 2
     stderr = capsys.readouterr().err
     last = stderr.strip().splitlines()[-1]  # after the progress bar
