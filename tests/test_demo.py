@@ -125,8 +125,8 @@ def _metrics(abs_rel: float) -> dict[str, float]:
 
 
 def test_ablation_table_reports_the_change_of_abs_rel_with_its_sign():
-    from tools.ablate import comparison_table
-    from tools.demo import TEST_SET, VAL_FRAMES_SET
+    from experiments.ablation import comparison_table
+    from experiments.settings import TEST_SET, VAL_FRAMES_SET
 
     untrained = {TEST_SET: _metrics(0.2), VAL_FRAMES_SET: _metrics(0.1)}
     results = {
@@ -152,7 +152,7 @@ def test_ablation_table_reports_the_change_of_abs_rel_with_its_sign():
     (-0.023, "not reached (2.3% higher)"),
 ])
 def test_demo_summary_states_whether_the_target_is_reached(reduction, expected):
-    from tools.demo import target_verdict
+    from experiments.report import target_verdict
 
     verdict = target_verdict({"improvement": {"abs_rel_relative_reduction": reduction}})
     assert verdict == f"target (abs_rel on the held-out rooms at least 30% lower than untrained): {expected}"

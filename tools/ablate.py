@@ -1,186 +1,58 @@
-"""Ablation of GasMono's two components on the demo's synthetic data and schedule.
+"""Ablation of GasMono's components on the demo's synthetic data and schedule.
 
 Example::
 
     python tools/ablate.py --out ablation_output            # four demo-length runs (about 25 minutes on 2 cores)
     python tools/ablate.py --out ablation_output --quick    # tiny sizes, a smoke test
 
-Renders the data and computes the coarse poses once (as ``tools/demo.py`` does,
-reused when the folder already holds them), then trains the same schedule four
-ways on the same split, from the same initialisation:
-
-* ``full``: coarse poses (AlignNet + residual PoseNet) and iterative self-distillation;
-* ``no_coarse_poses``: PoseNet on the raw frames (Monodepth2-style), self-distillation kept;
-* ``no_self_distillation``: coarse poses kept, one pass per batch, no distillation loss;
-* ``neither``: both removed.
-
-Each run is evaluated on the held-out test rooms; the comparison is written to
-``ablation.md`` and ``ablation.json`` under ``--out``.
+Trains the variants of :data:`experiments.ablation.VARIANTS` (``full``;
+``no_coarse_poses``: PoseNet on the raw frames; ``no_self_distillation``;
+``neither``) on the same data, split and initialisation, evaluates each on
+the held-out test rooms and writes ``ablation.md`` and ``ablation.json``
+under ``--out``.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
+import argparse
 import os
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tools/demo.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see tools/demo.py
 
-from tools.demo import (  # noqa: E402
-    TEST_SET,
-    VAL_FRAMES_SET,
-    DemoPaths,
-    DemoSettings,
-    RunResult,
-    StageTimer,
-    build_parser,
-    configure_logging,
-    finite_metrics,
-    machine_info,
-    markdown_metrics_table,
-    metric_changes,
-    prepare_data,
-    settings_from_args,
-    train_and_evaluate,
-)
-from utils import atomic_write_text, cli_entry_point  # noqa: E402
+from experiments.ablation import comparison_table, run_ablation  # noqa: E402
+from experiments.report import configure_console  # noqa: E402
+from experiments.settings import preset_settings  # noqa: E402
+from utils import OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One ablation run: which GasMono components are on."""
-
-    name: str
-    use_coarse_pose: bool
-    use_self_distillation: bool
-    description: str
-
-
-VARIANTS = (
-    Variant("full", True, True, "coarse poses + self-distillation (GasMono)"),
-    Variant("no_coarse_poses", False, True, "without coarse poses (PoseNet on raw frames)"),
-    Variant("no_self_distillation", True, False, "without self-distillation"),
-    Variant("neither", False, False, "without both (Monodepth2 losses, MPViT depth net)"),
-)
-
-
-def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Sequence[Variant] = VARIANTS,
-                 quick: bool = False, progress: bool = True) -> dict:
-    """Train and evaluate every variant; returns the ``ablation.json`` content."""
-    paths = DemoPaths.create(out)
-    load_start = [round(value, 2) for value in os.getloadavg()]
-    timer = StageTimer()
-    start = time.perf_counter()
-    prepared = prepare_data(paths, settings, timer, progress)
-    runs: dict[str, RunResult] = {}
-    for index, variant in enumerate(variants):
-        runs[variant.name] = train_and_evaluate(paths, settings, variant.name, timer, variant.use_coarse_pose,
-                                                variant.use_self_distillation, evaluate_untrained=index == 0,
-                                                progress=progress)
-    timer.seconds["total"] = round(time.perf_counter() - start, 2)
-
-    untrained = runs[variants[0].name].untrained_evaluation
-    untrained_metrics = {eval_set: finite_metrics(result, f"untrained on {eval_set}")
-                         for eval_set, result in untrained.items()}
-    results = {
-        "quick": quick,
-        "settings": dataclasses.asdict(settings),
-        "machine": {**machine_info(settings), "load_average_start": load_start,
-                    "load_average_end": [round(value, 2) for value in os.getloadavg()]},
-        "splits": prepared["splits"],
-        "colmap_total": prepared["colmap"]["summary"]["total"],
-        "protocols": {eval_set: result["protocol"] for eval_set, result in untrained.items()},
-        "untrained": untrained_metrics,
-        "variants": {},
-        "timings_s": timer.seconds,
-    }
-    for variant in variants:
-        run = runs[variant.name]
-        metrics = {eval_set: finite_metrics(result, f"{variant.name} on {eval_set}")
-                   for eval_set, result in run.evaluation.items()}
-        results["variants"][variant.name] = {
-            "description": variant.description,
-            "use_coarse_pose": variant.use_coarse_pose,
-            "use_self_distillation": variant.use_self_distillation,
-            "metrics": metrics,
-            "abs_rel_reduction_vs_untrained": {
-                eval_set: metric_changes(untrained_metrics[eval_set], metrics[eval_set])["abs_rel"]
-                for eval_set in metrics
-            },
-            "train_seconds": run.seconds["training"],
-            "batches": run.steps,
-            "weights": paths.relative(run.weights),
-        }
-    atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "ablation.json")
-    atomic_write_text(ablation_markdown(results), paths.out / "ablation.md")
-    return results
-
-
-def comparison_table(results: dict) -> str:
-    """Markdown table: the test-set metrics per variant, the change of abs_rel
-    against the untrained network (test rooms and validation frames of the
-    training rooms) and the training time."""
-    names = ("test abs_rel vs untrained", "val frames abs_rel", "val frames vs untrained", "train s", "batches")
-    rows = {"untrained": results["untrained"][TEST_SET]}
-    extra = {"untrained": dict.fromkeys(names, "")}
-    extra["untrained"]["val frames abs_rel"] = f"{results['untrained'][VAL_FRAMES_SET]['abs_rel']:.4f}"
-    for name, variant in results["variants"].items():
-        change = variant["abs_rel_reduction_vs_untrained"]
-        rows[name] = variant["metrics"][TEST_SET]
-        extra[name] = {
-            "test abs_rel vs untrained": f"{-100 * change[TEST_SET]:+.1f}%",
-            "val frames abs_rel": f"{variant['metrics'][VAL_FRAMES_SET]['abs_rel']:.4f}",
-            "val frames vs untrained": f"{-100 * change[VAL_FRAMES_SET]:+.1f}%",
-            "train s": f"{variant['train_seconds']:.0f}",
-            "batches": str(variant["batches"]),
-        }
-    return markdown_metrics_table(rows, extra)
-
-
-def ablation_markdown(results: dict) -> str:
-    settings = results["settings"]
-    lines = [
-        "# GasMono ablation on synthetic indoor data" + (" (quick)" if results["quick"] else ""),
-        "",
-        f"Same data, split ({results['splits']['train_items']} training items with coarse poses), "
-        f"initialisation and schedule for every run: {settings['num_epochs']} epochs at "
-        f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, learning rates "
-        f"{settings['learning_rate']:g} / {settings['decoder_learning_rate']:g}; self-distillation with "
-        f"{settings['iiters']} passes per batch from epoch {settings['iiters_start_epoch']}. "
-        f"Metrics on the held-out test rooms ({results['protocols'][TEST_SET]} protocol, median scaling); the "
-        f"validation frames of the training rooms ({results['protocols'][VAL_FRAMES_SET]} protocol) show how "
-        "well each run fits the rooms it trained on.",
-        "",
-        comparison_table(results),
-        "",
-        "The \"vs untrained\" columns are the relative change of abs_rel (negative: lower, better).",
-        "",
-        *(f"- `{name}`: {variant['description']}" for name, variant in results["variants"].items()),
-        "",
-        f"Total wall time {results['timings_s']['total']:.0f} s; load average at start "
-        f"{results['machine']['load_average_start']}.",
-        "",
-    ]
-    return "\n".join(lines)
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        description="Train the demo's schedule four ways (full GasMono; without coarse poses; without "
+        "self-distillation; without both) on one synthetic data set and compare them on the test set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("ablation_output"),
+                        help="output folder (everything goes there)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and 2 short epochs: every stage in a few minutes (a smoke test)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, COLMAP, the split and training")
+    parser.add_argument("--device", type=str, default="cpu", help="device for training and evaluation")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
+                             "bar per epoch)")
+    return parser
 
 
 @cli_entry_point
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser(
-        description="Train the demo's schedule four ways (full GasMono; without coarse poses; without "
-        "self-distillation; without both) on one synthetic data set and compare them on the test set.",
-        default_out="ablation_output",
-    )
-    args = parser.parse_args(argv)
-    configure_logging()
-    settings = settings_from_args(args)
+    args = build_parser().parse_args(argv)
+    configure_console()
+    settings = preset_settings("quick" if args.quick else "full", seed=args.seed, device=args.device)
     results = run_ablation(args.out, settings, quick=args.quick, progress=not args.no_progress)
     print()
     print(comparison_table(results))

@@ -1,0 +1,32 @@
+"""The demo and the ablation: the whole GasMono pipeline on bundled synthetic data, on a CPU.
+
+A top layer, like ``train.py``: it imports the trainer, the evaluator and the
+libraries (``coarse_poses``, ``synthetic``, ``datasets``), and nothing but its
+command lines (``tools/demo.py``, ``tools/ablate.py``) and tests imports it.
+
+* :mod:`experiments.settings`: every knob (:class:`~experiments.settings.DemoSettings`),
+  the presets, the output paths, stage timing;
+* :mod:`experiments.data`: rendering, COLMAP coarse poses, split files, frame test sets;
+* :mod:`experiments.pipeline`: training and evaluation of one run, and the whole demo
+  (:func:`~experiments.pipeline.run_demo`);
+* :mod:`experiments.report`: figures, metric comparisons, markdown, the console summary;
+* :mod:`experiments.ablation`: the variants, their runs and the comparison table.
+
+Layout of an output folder::
+
+    data/            synthetic indoor set: data/train/<scene>/ sequences (some low-texture),
+                     data/test/ views of held-out rooms in the NYUv2 test layout,
+                     data/val_frames/ the validation frames of the training rooms in the same layout
+    cpose/           coarse poses from COLMAP, summary.json, per-scene colmap.json / colmap.log
+    splits/          train_files.txt / val_files.txt of the items that have coarse poses
+    logs/<run>/      the training run: checkpoints models/weights_<epoch>/, TensorBoard logs
+    untrained/       the network before training (same seed and architecture), as a weights folder
+    eval/<run>/      evaluation results of each checkpoint on test/ and val_frames/
+    results.md, results.json, training_curve.png, predictions.png, training_history.json (demo)
+    ablation.md, ablation.json (ablation)
+
+Training uses every GasMono component (coarse poses with AlignNet, residual
+PoseNet, iterative self-distillation with two passes) on a schedule short
+enough for a CPU in which the self-distillation passes start half-way and the
+distillation weight ramp completes.
+"""

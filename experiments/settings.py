@@ -1,0 +1,212 @@
+"""Settings, output paths and stage timing of the demo and the ablation.
+
+Every knob is a field of :class:`DemoSettings`; a preset (:data:`PRESETS`) is
+a set of field values over the defaults, so that a new preset (another
+machine, another budget) is one entry. The settings are recorded in the
+results JSON of every run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from coarse_poses.colmap import ColmapSettings
+from utils import GasMonoError
+
+logger = logging.getLogger(__name__)
+
+EVAL_SPLIT = "nyu"
+TEST_SET = "test"
+VAL_FRAMES_SET = "val_frames"
+# the held-out rooms at 480 x 640 use NYUv2's default (Eigen) protocol; the validation
+# frames of the training rooms keep the training resolution, so no NYUv2 crop applies
+EVAL_PROTOCOLS = {TEST_SET: None, VAL_FRAMES_SET: "release"}
+EVAL_SET_TITLES = {
+    TEST_SET: "held-out rooms (test set)",
+    VAL_FRAMES_SET: "training rooms, validation frames (not trained on)",
+}
+# what the demo aims for: abs_rel on the held-out rooms this much lower than the untrained network's
+TARGET_ABS_REL_REDUCTION = 0.30
+
+
+@dataclass
+class DemoSettings:
+    """Every knob of the demo; all of them are recorded in ``results.json``.
+
+    Data: ``num_scenes`` training sequences of ``frames_per_scene`` frames,
+    ``num_low_texture`` of them plain-painted (COLMAP is expected to fail
+    there), rendered at ``render_height x render_width``; a sequence keeps every
+    ``frame_stride``-th rendered frame (larger strides: larger baselines between
+    neighbours, the renderer moves the camera about 4.5 cm per frame).
+    ``num_test`` test views of held-out rooms are rendered at
+    ``test_height x test_width`` (480 x 640: the NYUv2 protocol).
+    COLMAP: SIFT on frames downscaled to ``colmap_max_image_size``.
+    Training: the flags of ``train.py`` with the same names (``height``,
+    ``width``, ``batch_size``, ``learning_rate`` ...).
+    """
+
+    num_scenes: int = 8
+    num_low_texture: int = 2
+    frames_per_scene: int = 24
+    frame_stride: int = 1
+    num_test: int = 20
+    render_height: int = 240
+    render_width: int = 320
+    test_height: int = 480
+    test_width: int = 640
+    render_workers: int = 1
+    colmap_max_image_size: int = 320
+    colmap_max_num_features: int = 4096
+    colmap_overlap: int = 6
+    colmap_jobs: int = 1
+    colmap_threads: int = 2
+    val_fraction: float = 0.1
+    height: int = 64
+    width: int = 96
+    batch_size: int = 4
+    num_epochs: int = 8
+    max_train_steps: int | None = None
+    learning_rate: float = 3e-4
+    decoder_learning_rate: float = 3e-4
+    disparity_smoothness: float = 1e-3
+    www: float = 0.2
+    wpp: float = 0.2
+    iiters: int = 2
+    iiters_start_epoch: int = 4
+    wpp_ramp_epochs: int = 4
+    augmentation: str = "colorjitter"
+    log_frequency: int = 10
+    num_workers: int = 0
+    device: str = "cpu"
+    eval_batch_size: int = 4
+    num_prediction_examples: int = 4
+    num_prediction_val_frames: int = 2
+    seed: int = 0
+
+    def data_fingerprint(self) -> dict:
+        """The settings that determine the rendered data set."""
+        names = ("num_scenes", "num_low_texture", "frames_per_scene", "frame_stride", "num_test", "render_height",
+                 "render_width", "test_height", "test_width", "seed")
+        return {name: getattr(self, name) for name in names}
+
+    def colmap_settings(self) -> ColmapSettings:
+        return ColmapSettings(
+            num_threads=self.colmap_threads,
+            overlap=self.colmap_overlap,
+            max_image_size=self.colmap_max_image_size,
+            max_num_features=self.colmap_max_num_features,
+            seed=self.seed,
+        )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the full demo: about 10 minutes on 2 CPU cores
+    "full": {},
+    # every stage at tiny sizes: one textured and one low-texture scene, 2 epochs of 3 batches
+    "quick": {
+        "num_scenes": 2,
+        "num_low_texture": 1,
+        "frames_per_scene": 12,
+        "num_test": 4,
+        "colmap_max_num_features": 2048,
+        "batch_size": 2,
+        "num_epochs": 2,
+        "max_train_steps": 3,
+        "iiters_start_epoch": 1,
+        "wpp_ramp_epochs": 1,
+        "log_frequency": 2,
+    },
+}
+
+
+def preset_settings(preset: str, **overrides: Any) -> DemoSettings:
+    """The settings of a preset of :data:`PRESETS`, with ``overrides`` (e.g. ``seed``, ``device``) on top."""
+    if preset not in PRESETS:
+        raise GasMonoError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    return dataclasses.replace(DemoSettings(), **{**PRESETS[preset], **overrides})
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where every stage writes, all under ``out``."""
+
+    out: Path
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def train_data(self) -> Path:
+        return self.data / "train"
+
+    @property
+    def test_data(self) -> Path:
+        return self.data / "test"
+
+    @property
+    def val_frames_data(self) -> Path:
+        return self.data / "val_frames"
+
+    @property
+    def cpose(self) -> Path:
+        return self.out / "cpose"
+
+    @property
+    def colmap_work(self) -> Path:
+        return self.out / "colmap_work"
+
+    @property
+    def splits(self) -> Path:
+        return self.out / "splits"
+
+    @property
+    def logs(self) -> Path:
+        return self.out / "logs"
+
+    @property
+    def eval(self) -> Path:
+        return self.out / "eval"
+
+    @property
+    def untrained(self) -> Path:
+        return self.out / "untrained"
+
+    @classmethod
+    def create(cls, out: str | os.PathLike) -> "DemoPaths":
+        """The paths under ``out``, which is created (a file there is an error)."""
+        out = Path(out).resolve()
+        if out.exists() and not out.is_dir():
+            raise GasMonoError(f"--out must be a folder, but {out} is a file")
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(out)
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to ``out`` (as written into result files)."""
+        return str(Path(path).resolve().relative_to(self.out.resolve()))
+
+
+@dataclass
+class StageTimer:
+    """Wall-clock seconds per named stage."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, verbose: bool = True) -> Iterator[None]:
+        """Time the block as stage ``name`` (announced with its duration when ``verbose``)."""
+        if verbose:
+            logger.info("\n== %s ==", name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 2)
+        if verbose:
+            logger.info("-- %s: %.1f s", name, self.seconds[name])

@@ -1,1 +1,0 @@
-"""Command-line tools and their libraries (data generation, preparation, splits, coarse poses)."""
