@@ -12,7 +12,6 @@ low-texture), runs the coarse-pose tool on them and prints:
 """
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from coarse_poses.runner import available_cores, make_coarse_poses  # noqa: E402
 from coarse_poses.summary import format_summary_table  # noqa: E402
 from synthetic.dataset import generate_dataset  # noqa: E402
 from synthetic.rooms import TEXTURED  # noqa: E402
+from utils import OneLineErrorParser  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -37,7 +37,7 @@ def cpu_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_scenes", type=int, default=6)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--height", type=int, default=480)

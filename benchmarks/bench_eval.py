@@ -38,6 +38,7 @@ from evaluation import (  # noqa: E402
     resolve_protocol,
 )
 from inference import DepthEstimator  # noqa: E402
+from utils import OneLineErrorParser  # noqa: E402
 
 
 def make_test_set(root: Path, num_images: int, height: int, width: int) -> Path:
@@ -94,7 +95,7 @@ def benchmark(device: str, root: Path, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--num_images", type=int, default=16)

@@ -29,12 +29,12 @@ from datasets.mono_dataset import RESIZE_FILTERS  # noqa: E402
 from datasets.nyu_dataset import NYUDataset  # noqa: E402
 from datasets.splits import find_sequence_items  # noqa: E402
 from synthetic.dataset import generate_dataset  # noqa: E402
-from utils import cli_entry_point  # noqa: E402
+from utils import OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Measure NYUDataset items/s per worker.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description="Measure NYUDataset items/s per worker.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data_path", type=Path, default=None,
                         help="folder of <scene>/<frame:06d>.jpg sequences; default: render 2 x 16 frames at 640 x 480")
     parser.add_argument("--height", type=int, default=256)

@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from networks import DepthDecoder, PoseDecoder, ResnetEncoder, TransDecoder, mpvit_small  # noqa: E402
+from utils import OneLineErrorParser  # noqa: E402
 
 
 def time_ms(run: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
@@ -67,7 +68,7 @@ def benchmark(device: torch.device, height: int, width: int, batches: list[int],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=256, help="input height (multiple of 32)")
     parser.add_argument("--width", type=int, default=320, help="input width (multiple of 32)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes to time")

@@ -12,7 +12,6 @@ process.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from synthetic.dataset import generate_dataset  # noqa: E402
 from synthetic.renderer import render  # noqa: E402
 from synthetic.rooms import TEXTURED, make_room  # noqa: E402
 from synthetic.trajectories import make_trajectory  # noqa: E402
-from utils import nyu_pixel_intrinsics  # noqa: E402
+from utils import OneLineErrorParser, nyu_pixel_intrinsics  # noqa: E402
 
 
 def motion(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +55,7 @@ def render_seconds(frames: int, height: int, width: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(7)))
     parser.add_argument("--frames", type=int, default=15)
     parser.add_argument("--height", type=int, default=240)

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from options import GasMonoOptions  # noqa: E402
 from trainer import Trainer  # noqa: E402
+from utils import NYU_NORMALISED_INTRINSICS, OneLineErrorParser  # noqa: E402
 
 
 def random_batch(batch_size: int, height: int, width: int) -> dict:
@@ -32,9 +33,10 @@ def random_batch(batch_size: int, height: int, width: int) -> dict:
             batch[("color", frame_id, scale)] = image
             batch[("color_aug", frame_id, scale)] = image
     for scale in range(4):
-        K = torch.tensor([[0.81 * width / 2**scale, 0, 0.51 * width / 2**scale, 0],
-                          [0, 1.08 * height / 2**scale, 0.53 * height / 2**scale, 0],
-                          [0, 0, 1, 0], [0, 0, 0, 1]]).repeat(batch_size, 1, 1)
+        K = torch.from_numpy(NYU_NORMALISED_INTRINSICS).clone()
+        K[0] *= width / 2**scale
+        K[1] *= height / 2**scale
+        K = K.repeat(batch_size, 1, 1)
         batch[("K", scale)] = K
         batch[("inv_K", scale)] = torch.linalg.inv(K)
     for frame_id in (-1, 1):
@@ -74,7 +76,7 @@ def measure(device: str, amp: bool, batch_size: int, height: int, width: int, st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--height", type=int, default=256)
