@@ -31,7 +31,15 @@ from coarse_poses.colmap import (
     read_intrinsics_file,
 )
 from coarse_poses.evaluation import evaluate_coarse_poses, load_gt_poses
-from coarse_poses.pose_files import coarse_poses_from_extrinsics, list_pose_frames
+from coarse_poses.pose_files import (
+    SOURCE_FRAME_SLOTS,
+    coarse_pose_path,
+    coarse_poses_from_extrinsics,
+    filter_items_with_coarse_poses,
+    list_pose_frames,
+    read_coarse_poses,
+    write_coarse_poses,
+)
 from coarse_poses.runner import make_coarse_poses, needs_processing
 from coarse_poses.summary import format_summary_table, summarize
 from datasets.nyu_dataset import NYUDataset
@@ -87,6 +95,27 @@ def test_only_frames_with_both_neighbours_registered_get_poses():
     np.testing.assert_allclose(
         poses[5][1], extrinsics[6] @ np.linalg.inv(extrinsics[5]), atol=1e-5
     )
+
+
+def test_pose_files_round_trip_and_listing(tmp_path):
+    """The writer's files are what the reader, the listing and the path convention agree on;
+    other files of a scene folder are not pose files."""
+    poses = coarse_poses_from_extrinsics(random_extrinsics(np.random.default_rng(2), 5))
+    scene_dir = tmp_path / "cpose" / "room"
+    assert write_coarse_poses(poses, scene_dir) == 3
+    for name in ("colmap.json", "1.npy", "00002.npy", "notes.npy"):
+        (scene_dir / name).write_text("not a pose file")
+    assert list_pose_frames(scene_dir) == [1, 2, 3] and list_pose_frames(tmp_path / "missing") == []
+    for frame, pose in poses.items():
+        path = coarse_pose_path(tmp_path / "cpose", "room", frame)
+        assert path == scene_dir / f"{frame:04d}.npy"
+        np.testing.assert_array_equal(read_coarse_poses(path), pose)
+    assert SOURCE_FRAME_SLOTS == {-1: 0, 1: 1}
+    items = [("room", 0), ("room", 2), ("hall", 2)]
+    assert filter_items_with_coarse_poses(items, tmp_path / "cpose") == [("room", 2)]
+    np.save(scene_dir / "0004.npy", np.full((2, 4, 4), np.nan, np.float32))
+    with pytest.raises(GasMonoError, match=f"coarse poses {scene_dir / '0004.npy'} contain non-finite values"):
+        read_coarse_poses(scene_dir / "0004.npy")
 
 
 
