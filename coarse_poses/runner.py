@@ -168,7 +168,7 @@ class CoarsePoseReport:
     """What one run over many sequences did (see :func:`format_report`).
 
     ``items`` holds the ``(scene, frame)`` items with coarse poses (data-path
-    mode); ``listed_scenes``, ``absent_scenes`` and ``coverage`` describe the
+    mode); ``num_listed_scenes``, ``absent_scenes`` and ``coverage`` describe the
     split lists (split-list mode).
     """
 
@@ -176,7 +176,7 @@ class CoarsePoseReport:
     cpose_dir: Path
     results: list[SequenceResult]
     items: list[tuple[str, int]] = field(default_factory=list)
-    listed_scenes: int = 0
+    num_listed_scenes: int = 0
     absent_scenes: list[str] = field(default_factory=list)
     coverage: list[ListCoverage] = field(default_factory=list)
 
@@ -224,6 +224,7 @@ class RunOptions:
 
 def _run_sequences(data_path: str | os.PathLike, cpose_dir: Path, settings: ColmapSettings,
                    scenes: Collection[str] | None, options: RunOptions) -> list[SequenceResult]:
+    """:func:`make_coarse_poses` with ``options``, in a temporary work folder unless one is given."""
     logger.info("%d sequence(s) under %s; %d job(s) x %d thread(s)",
                 len(scenes) if scenes is not None else len(find_sequences(data_path)), data_path, options.jobs,
                 settings.num_threads)
@@ -249,7 +250,7 @@ def coarse_poses_for_split_lists(
     scenes, absent = listed_scenes(lists, data_path)
     cpose_dir = Path(cpose_dir)
     results = _run_sequences(data_path, cpose_dir, settings, scenes, options or RunOptions())
-    return CoarsePoseReport(Path(data_path), cpose_dir, results, listed_scenes=len(scenes) + len(absent),
+    return CoarsePoseReport(Path(data_path), cpose_dir, results, num_listed_scenes=len(scenes) + len(absent),
                             absent_scenes=absent, coverage=write_missing_lists(lists, cpose_dir))
 
 
@@ -270,7 +271,7 @@ def format_report(report: CoarsePoseReport) -> str:
     """The summary table, where the summary and logs are, and each split list's coverage."""
     lines = []
     if report.absent_scenes:
-        lines.append(f"{len(report.absent_scenes)} of {report.listed_scenes} listed sequence(s) are not under "
+        lines.append(f"{len(report.absent_scenes)} of {report.num_listed_scenes} listed sequence(s) are not under "
                      f"{report.data_path} (e.g. {report.absent_scenes[0]}); their items get no poses")
     lines.append(format_summary_table(report.results))
     lines.append(f"summary: {report.cpose_dir / SUMMARY_FILE} (COLMAP logs: {report.cpose_dir}/<scene>/"
