@@ -41,25 +41,14 @@ import networks
 from datasets.nyu_dataset import NYUDataset
 from distributed import DistributedContext, all_ranks_agree, init_distributed
 from layers import (
-    SSIM,
     BackprojectDepth,
     Project3D,
     disp_to_depth,
-    get_smooth_loss,
-    photometric_error,
     refine_coarse_pose,
     transformation_from_parameters,
     warp_image,
 )
-from losses import (
-    BestDisparity,
-    Recipe,
-    identity_errors_by_scale,
-    mean_normalised,
-    min_over_candidates,
-    self_distillation_loss,
-    with_identity,
-)
+from losses import SSIM, TIE_BREAK_NOISE_STD, BestDisparity, Recipe, compute_batch_losses
 from utils import (
     PROJECT_ROOT,
     GasMonoError,
@@ -150,8 +139,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.start_epoch = 0
-        self.tie_break_noise_std = 1e-5
-        self.distill_state: BestDisparity | None = None
+        self.tie_break_noise_std = TIE_BREAK_NOISE_STD
         self.history: list[dict[str, float | int | str]] = []
         # the newest checkpoint whose weights gave a finite training loss, and
         # a checkpoint saved (or loaded) whose weights no step has used yet
@@ -399,9 +387,9 @@ class Trainer:
             for batch_index, inputs in enumerate(self.train_loader):
                 if batch_index >= num_batches:
                     break
-                self.distill_state = None
+                state = None  # the best disparity, carried across the passes over this batch
                 for _ in range(passes):
-                    outputs, losses = self.process_batch(inputs)
+                    outputs, losses, state = self.process_batch(inputs, state)
                     self._stop_if_not_finite(losses["loss"])
                     self.optimizer.zero_grad(set_to_none=True)
                     losses["loss"].backward()
@@ -457,16 +445,30 @@ class Trainer:
             return image.contiguous(memory_format=torch.channels_last)
         return image
 
-    def process_batch(self, inputs: Batch) -> tuple[dict[Any, torch.Tensor], dict[str, torch.Tensor]]:
+    def process_batch(
+        self, inputs: Batch, distill_state: BestDisparity | None = None
+    ) -> tuple[dict[Any, torch.Tensor], dict[str, torch.Tensor], BestDisparity | None]:
         """Run the networks on a batch and compute the losses.
+
+        The stages and what each adds to ``outputs``: the depth network
+        ``("disp", s)`` (``B x 1 x H x W`` for every scale);
+        :meth:`generate_images_posegt` (with coarse poses) ``("coarse_T", f)``
+        and ``("irw_img", f)``; :meth:`predict_poses` ``("axisangle", 0, f)``,
+        ``("translation", 0, f)`` and ``("cam_T_cam", 0, f)``;
+        :meth:`generate_images_pred` ``("depth", 0, s)`` and ``("color", f, s)``;
+        :meth:`compute_losses` ``identity_selection/<s>`` and ``best_disp``.
 
         Args:
             inputs: the Monodepth2 input dict (``("color", f, s)``,
                 ``("color_aug", f, s)``, ``("K", s)``, ``("inv_K", s)`` and,
                 with coarse poses, ``("pose_gt", f)``).
+            distill_state: the self-distillation state of the earlier passes
+                over this batch; None for its first pass (or for validation).
 
         Returns:
-            ``(outputs, losses)``; ``losses["loss"]`` is the total to optimise.
+            ``(outputs, losses, state)``; ``losses["loss"]`` is the total to
+            optimise, ``state`` the self-distillation state to give to the
+            next pass over the same batch (None without ``--selfpp``).
         """
         inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()
                   if isinstance(value, torch.Tensor)}
@@ -478,15 +480,15 @@ class Trainer:
             outputs.update(self.generate_images_posegt(inputs, outputs))
         outputs.update(self.predict_poses(inputs, outputs))
         self.generate_images_pred(inputs, outputs)
-        losses = self.compute_losses(inputs, outputs)
-        return outputs, losses
+        losses, state = self.compute_losses(inputs, outputs, distill_state)
+        return outputs, losses, state
 
     def generate_images_posegt(self, inputs: Batch, outputs: dict) -> dict:
         """Warp each source to the target with its coarse pose, whose
         translation AlignNet rescales and corrects.
 
-        Adds ``("coarse_T", f)`` (``B x 4 x 4``) and ``("irw_img", f)``
-        (``B x 3 x H x W``) for every source frame ``f``.
+        Returns ``("coarse_T", f)`` (``B x 4 x 4``) and ``("irw_img", f)``
+        (``B x 3 x H x W``) for every source frame ``f``, to add to ``outputs``.
         """
         _, depth = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
         target_aug = inputs[("color_aug", 0, 0)]
@@ -509,8 +511,8 @@ class Trainer:
 
         With coarse poses the source is the coarse-warped image (not
         augmented) and the pose is a residual; the target is augmented.
-        Adds ``("axisangle", 0, f)``, ``("translation", 0, f)`` and
-        ``("cam_T_cam", 0, f)`` (``B x 4 x 4``).
+        Returns ``("axisangle", 0, f)``, ``("translation", 0, f)`` (``B x 1 x 3``)
+        and ``("cam_T_cam", 0, f)`` (``B x 4 x 4``), to add to ``outputs``.
         """
         poses = {}
         target_aug = inputs[("color_aug", 0, 0)]
@@ -533,7 +535,8 @@ class Trainer:
     def generate_images_pred(self, inputs: Batch, outputs: dict) -> None:
         """For every scale, warp each source (the coarse-warped one with
         coarse poses) into the target with that scale's depth; adds
-        ``("depth", 0, s)`` and ``("color", f, s)``, all ``H x W``."""
+        ``("depth", 0, s)`` (``B x 1 x H x W``) and ``("color", f, s)``
+        (``B x 3 x H x W``) to ``outputs``."""
         for scale in self.opt.scales:
             disp = outputs[("disp", scale)]
             if disp.shape[-2:] != (self.height, self.width):
@@ -550,97 +553,23 @@ class Trainer:
                     outputs[("cam_T_cam", 0, frame_id)], self.backproject, self.project,
                 )
 
-    def _photometric_errors(self, predictions: list[torch.Tensor], target: torch.Tensor,
-                            average: bool = False) -> torch.Tensor:
-        """Stack ``pe(prediction, target)`` of each prediction -> ``B x K x H x W``,
-        or their channel mean ``B x 1 x H x W`` when ``average``."""
-        errors = torch.cat([photometric_error(prediction, target, self.ssim) for prediction in predictions], 1)
-        if average:
-            errors = errors.mean(1, keepdim=True)
-        return errors
+    def compute_losses(
+        self, inputs: Batch, outputs: dict, distill_state: BestDisparity | None = None
+    ) -> tuple[dict[str, torch.Tensor], BestDisparity | None]:
+        """The recipe's losses, :func:`losses.compute_batch_losses` (which
+        lists them); adds ``identity_selection/<s>`` (with auto-masking) and
+        ``best_disp`` (with self-distillation) to ``outputs``.
 
-    def compute_losses(self, inputs: Batch, outputs: dict) -> dict[str, torch.Tensor]:
-        """Multi-scale auto-masked photometric loss, coarse-pose term,
-        smoothness and iterative self-distillation.
-
-        At every scale ``s``: the per-pixel minimum over the identity errors
-        (auto-masking; with the release's tie-break noise accumulated over
-        scales ``0..s``, see :func:`losses.identity_errors_by_scale`) and the
-        reprojection errors; with coarse poses ``www`` times the mean of the
-        per-pixel minimum over the same identity errors and the errors of the
-        coarse-warped sources (never averaged over sources, also with
-        ``--avg_reprojection``); the smoothness term. The total is the sum
-        over scales plus the weighted self-distillation loss, divided by the
-        number of scales. ``losses["coarse_pose_loss"]`` is the weighted
-        coarse-pose term averaged over scales, i.e. its share of
-        ``losses["loss"]``.
-
-        Updates ``self.distill_state`` (the carried best disparity) when
-        self-distillation is on; ``process_batch`` resets it per new batch
-        through the training loop.
+        Returns:
+            ``(losses, state)``: the losses and the updated self-distillation
+            state (None without ``--selfpp``).
         """
-        recipe = self.recipe
-        target = inputs[("color", 0, 0)]
-        losses: dict[str, torch.Tensor] = {}
-
-        identity_by_scale: list[torch.Tensor | None] = [None] * self.num_scales
-        if recipe.use_automasking:
-            identity_errors = self._photometric_errors(
-                [inputs[("color", frame_id, 0)] for frame_id in self.source_frames], target,
-                recipe.average_reprojection)
-            identity_by_scale = identity_errors_by_scale(identity_errors, self.num_scales, self.tie_break_noise_std)
-
-        coarse_errors = None
-        if recipe.use_coarse_pose:
-            coarse_errors = self._photometric_errors(
-                [outputs[("irw_img", frame_id)] for frame_id in self.source_frames], target)
-
-        state = None
-        if recipe.use_self_distillation:
-            state = self.distill_state or BestDisparity.initial(outputs[("disp", 0)])
-
-        total = 0.0
-        coarse_pose_terms = []
-        for scale, identity_errors in zip(self.opt.scales, identity_by_scale):
-            disp = outputs[("disp", scale)]
-            reprojection_errors = self._photometric_errors(
-                [outputs[("color", frame_id, scale)] for frame_id in self.source_frames], target,
-                recipe.average_reprojection)
-            min_error, index = min_over_candidates(with_identity(identity_errors, reprojection_errors))
-            if identity_errors is not None:
-                outputs[f"identity_selection/{scale}"] = (index >= identity_errors.shape[1]).float()
-            loss = min_error.mean()
-            losses[f"min_reprojection/{scale}"] = loss.detach()
-            if coarse_errors is not None:
-                coarse_pose_term = recipe.coarse_pose_loss_weight * min_over_candidates(
-                    with_identity(identity_errors, coarse_errors))[0].mean()
-                coarse_pose_terms.append(coarse_pose_term)
-                loss = loss + coarse_pose_term
-            smoothness = get_smooth_loss(mean_normalised(disp), target)
-            loss = loss + recipe.smoothness_weight * smoothness / (2**scale)
-            if state is not None:
-                state.update(disp, min_error)
-            losses[f"loss/{scale}"] = loss
-            total = total + loss
-
-        if coarse_pose_terms:
-            losses["coarse_pose_loss"] = torch.stack(coarse_pose_terms).mean()
-        if state is not None:
-            distill = sum(self_distillation_loss(state.disp, outputs[("disp", scale)]) for scale in self.opt.scales)
-            weight = recipe.distill_loss_weight(self.epoch)
-            total = total + weight * distill
-            losses["selfpp_loss"] = distill
-            losses["selfpp_weight"] = torch.tensor(weight)
-            self.distill_state = state
-            outputs["best_disp"] = state.disp
-
-        losses["loss"] = total / self.num_scales
-        return losses
+        return compute_batch_losses(inputs, outputs, self.recipe, self.ssim, self.opt.scales, self.source_frames,
+                                    self.epoch, distill_state, self.tie_break_noise_std)
 
     # ------------------------------------------------------------- validation
     def val(self) -> None:
-        """Losses on one validation batch (fresh self-distillation state,
-        the training state is kept)."""
+        """Losses on one validation batch (with a fresh self-distillation state)."""
         if self.val_loader is None:
             return
         self.set_eval()
@@ -649,11 +578,8 @@ class Trainer:
         except (StopIteration, TypeError):
             self.val_iterator = iter(self.val_loader)
             inputs = next(self.val_iterator)
-        carried_state = self.distill_state
-        self.distill_state = None
         with torch.no_grad():
-            outputs, losses = self.process_batch(inputs)
-        self.distill_state = carried_state
+            outputs, losses, _ = self.process_batch(inputs)
         self.history.append({"mode": "val", "epoch": self.epoch, "step": self.step, "loss": losses["loss"].item()})
         self.log("val", inputs, outputs, losses)
         self.set_train()

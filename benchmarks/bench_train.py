@@ -59,8 +59,7 @@ def measure(device: str, amp: bool, batch_size: int, height: int, width: int, st
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        trainer.distill_state = None
-        _, losses = trainer.process_batch(batch)
+        _, losses, _ = trainer.process_batch(batch)
         trainer.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         trainer.optimizer.step()

@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 
 import evaluate_pose as evaluate_pose_cli
 import layers
+import losses
 from datasets.nyu_dataset import NYUDataset
 from tools import make_coarse_poses as make_coarse_poses_cli
 from tools.colmap_poses import (
@@ -156,10 +157,10 @@ def test_pose_convention_matches_the_photometric_warp(synthetic_data):
     inv_K = torch.linalg.inv(K)
     source = load_rgb(scene_dir / f"{target - 1:06d}.jpg")
     image = load_rgb(scene_dir / f"{target:06d}.jpg")
-    backproject, project, ssim = layers.BackprojectDepth(height, width), layers.Project3D(height, width), layers.SSIM()
+    backproject, project, ssim = layers.BackprojectDepth(height, width), layers.Project3D(height, width), losses.SSIM()
 
     def error(prediction: torch.Tensor) -> float:
-        return layers.photometric_error(prediction, image, ssim)[..., 16:-16, 16:-16].mean().item()
+        return losses.photometric_error(prediction, image, ssim)[..., 16:-16, 16:-16].mean().item()
 
     def warped_error(matrix: np.ndarray) -> float:
         T = torch.from_numpy(matrix.astype(np.float32)).unsqueeze(0)

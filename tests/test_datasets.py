@@ -14,7 +14,8 @@ from datasets.eval_nyu import DEFAULT_SPLIT_DIR as NYU_TEST_SPLIT_DIR
 from datasets.mono_dataset import load_split
 from datasets.nyu_dataset import NYUDataset
 from datasets.splits import filter_items_with_coarse_poses, find_sequence_items, read_split_items, write_split_files
-from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
+from layers import BackprojectDepth, Project3D, warp_image
+from losses import SSIM, photometric_error
 from options import GasMonoOptions
 from tools import export_kitti_gt, make_split, prepare_nyu_test
 from tools.colmap_poses import relative_pose

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from parity_fixtures import load_loss_batch
 
-from layers import get_smooth_loss
-from losses import mean_normalised
+from losses import get_smooth_loss, mean_normalised, photometric_errors
 from options import GasMonoOptions
 from trainer import Trainer
 from utils import GasMonoError
@@ -49,7 +48,7 @@ def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
     trainer = Trainer(GasMonoOptions().parse(BASE_FLAGS + flags), with_data=False)
     trainer.set_train()
     before = {name: p.detach().clone() for name, p in trainer.models["depth"].named_parameters()}
-    outputs, losses = trainer.process_batch(batch)
+    outputs, losses, _ = trainer.process_batch(batch)
     trainer.optimizer.zero_grad()
     losses["loss"].backward()
     trainer.optimizer.step()
@@ -84,10 +83,10 @@ def test_without_automasking_the_coarse_term_ignores_identity(small_batch):
                       with_data=False)
     trainer.set_eval()
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(small_batch)
+        outputs, losses, _ = trainer.process_batch(small_batch)
     assert not any(str(key).startswith("identity_selection") for key in outputs)
     target = small_batch[("color", 0, 0)]
-    errors = torch.cat([trainer._photometric_errors([outputs[("irw_img", f)]], target) for f in (-1, 1)], 1)
+    errors = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, trainer.ssim) for f in (-1, 1)], 1)
     expected = 0.2 * errors.min(1, keepdim=True)[0].mean()
     assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-6)
 
@@ -139,10 +138,10 @@ def test_accumulated_tie_break_noise_picks_the_best_disparity_from_every_scale(s
     trainer.set_eval()
     torch.manual_seed(0)
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(_identity_wins_batch(small_batch))
+        outputs, losses, state = trainer.process_batch(_identity_wins_batch(small_batch))
     identity_won = torch.stack([outputs[f"identity_selection/{scale}"] == 0 for scale in range(4)]).all(0)
     assert identity_won.float().mean() > 0.9
-    best = trainer.distill_state.disp
+    best = state.disp
     from_scale = [(best == outputs[("disp", scale)])[identity_won].float().mean().item() for scale in range(4)]
     assert sum(from_scale) == pytest.approx(1.0)
     assert from_scale[0] < 0.6 and min(from_scale[1:]) > 0.05, from_scale
@@ -165,10 +164,10 @@ def test_avg_reprojection_keeps_the_coarse_errors_per_source(small_batch):
     trainer.set_eval()
     trainer.tie_break_noise_std = 0.0
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(small_batch)
+        outputs, losses, _ = trainer.process_batch(small_batch)
     target = small_batch[("color", 0, 0)]
-    identity = torch.cat([trainer._photometric_errors([small_batch[("color", f, 0)]], target) for f in (-1, 1)], 1)
-    coarse = torch.cat([trainer._photometric_errors([outputs[("irw_img", f)]], target) for f in (-1, 1)], 1)
+    identity = torch.cat([photometric_errors([small_batch[("color", f, 0)]], target, trainer.ssim) for f in (-1, 1)], 1)
+    coarse = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, trainer.ssim) for f in (-1, 1)], 1)
     candidates = torch.cat([identity.mean(1, keepdim=True), coarse], 1)
     expected = 0.2 * candidates.min(1, keepdim=True)[0].mean()
     averaged = 0.2 * torch.cat([identity.mean(1, keepdim=True), coarse.mean(1, keepdim=True)], 1).min(1)[0].mean()

@@ -62,11 +62,11 @@ class LossRecorder:
         self._trainer = trainer
         trainer.process_batch = self
 
-    def __call__(self, inputs):
-        outputs, losses = self._process_batch(inputs)
+    def __call__(self, inputs, distill_state=None):
+        outputs, losses, state = self._process_batch(inputs, distill_state)
         if torch.is_grad_enabled():
             self.losses.append((self._trainer.epoch, losses["loss"].item()))
-        return outputs, losses
+        return outputs, losses, state
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints(tiny_set, tmp_path):
@@ -116,14 +116,36 @@ def test_resumed_run_continues_like_an_uninterrupted_one(tiny_set, tmp_path):
     assert resumed.last_good_checkpoint == weights_0
 
 
+def test_the_distillation_state_is_carried_across_the_passes_of_one_batch_only(tiny_set, tmp_path):
+    trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "2", "--max_train_steps", "2",
+                                                    "--log_frequency", "1")))
+    process_batch = trainer.process_batch
+    calls = []
+
+    def recording(inputs, distill_state=None):
+        outputs, losses, state = process_batch(inputs, distill_state)
+        calls.append((torch.is_grad_enabled(), distill_state, state))
+        return outputs, losses, state
+
+    trainer.process_batch = recording
+    trainer.train()
+    training = [(given, returned) for grad, given, returned in calls if grad]
+    validation = [(given, returned) for grad, given, returned in calls if not grad]
+    # epoch 0: one pass per batch; epoch 1 (--iiters_start_epoch 1): two, the second given the first's state
+    assert len(training) == 2 + 2 * 2 and all(given is None for given, _ in training[:2])
+    for (first_given, first_returned), (second_given, _) in zip(training[2::2], training[3::2]):
+        assert first_given is None and second_given is first_returned is not None
+    assert len(validation) == 4 and all(given is None and returned is not None for given, returned in validation)
+
+
 def test_non_finite_loss_stops_with_the_step(tiny_set, tmp_path):
     trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
     original = trainer.compute_losses
 
-    def poisoned(inputs, outputs):
-        losses = original(inputs, outputs)
+    def poisoned(inputs, outputs, distill_state=None):
+        losses, state = original(inputs, outputs, distill_state)
         losses["loss"] = losses["loss"] * float("nan")
-        return losses
+        return losses, state
 
     trainer.compute_losses = poisoned
     with pytest.raises(GasMonoError, match="non-finite loss at epoch 0, step 0"):
@@ -151,11 +173,11 @@ def test_last_good_checkpoint_is_one_a_finite_loss_verified(tiny_set, tmp_path):
                                                     "--max_train_steps", "1")))
     original = trainer.compute_losses
 
-    def poisoned_from_step_2(inputs, outputs):
-        losses = original(inputs, outputs)
+    def poisoned_from_step_2(inputs, outputs, distill_state=None):
+        losses, state = original(inputs, outputs, distill_state)
         if trainer.step >= 2:
             losses["loss"] = losses["loss"] * float("nan")
-        return losses
+        return losses, state
 
     trainer.compute_losses = poisoned_from_step_2
     with pytest.raises(GasMonoError) as info:
