@@ -21,7 +21,7 @@ from tools import export_kitti_gt, make_split, prepare_nyu_test
 from tools.colmap_poses import relative_pose
 from tools.pose_evaluation import load_gt_poses
 from tools.synthetic_indoor import generate_dataset
-from trainer import split_dir_of
+from training.data import split_dir_of
 from utils import PROJECT_ROOT, GasMonoError
 
 HEIGHT, WIDTH = 96, 128

@@ -113,7 +113,7 @@ def test_resumed_run_continues_like_an_uninterrupted_one(tiny_set, tmp_path):
     models_dir = tmp_path / "b" / "run" / "models"
     assert json.loads((models_dir / "opt.1.json").read_text())["num_epochs"] == 1
     assert json.loads((models_dir / "opt.json").read_text())["num_epochs"] == 2
-    assert resumed.last_good_checkpoint == weights_0
+    assert resumed.health.last_good == weights_0
 
 
 def test_the_distillation_state_is_carried_across_the_passes_of_one_batch_only(tiny_set, tmp_path):
@@ -249,7 +249,7 @@ def test_a_run_clears_what_an_interrupted_save_left(tiny_set, tmp_path, caplog):
     (models_dir / ".opt.json.77aa01.tmp").write_text("{")
     (models_dir / ".weights_0.51b2c3.old").mkdir()
     (models_dir / ".weights_0.51b2c3.old" / "encoder.pth").write_bytes(b"previous weights_0")
-    with caplog.at_level(logging.INFO, logger="trainer"):
+    with caplog.at_level(logging.INFO, logger="training.run_folder"):
         Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
     assert sorted(path.name for path in models_dir.iterdir()) == ["opt.json", "weights_0"]
     assert (models_dir / "weights_0" / "encoder.pth").read_bytes() == b"previous weights_0"
