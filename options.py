@@ -15,12 +15,10 @@ import argparse
 import math
 from typing import Callable, Sequence
 
-from utils import PROJECT_ROOT, OneLineErrorParser
+from utils import AUGMENTATIONS, MODEL_NAMES, PROJECT_ROOT, OneLineErrorParser
 
-MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "trans")
 EVAL_SPLITS = ("nyu", "scannet", "7scenes", "eigen")
 EVAL_PROTOCOLS = ("eigen", "release", "p2net")
-AUGMENTATIONS = ("strong", "colorjitter", "none")
 
 
 class GasMonoOptions:

@@ -5,9 +5,7 @@ from .checkpoints import (
     MODEL_NAMES,
     NonFiniteWeightsError,
     describe_non_finite,
-    load_mpvit_imagenet,
     load_optimizer_state,
-    load_resnet_imagenet,
     load_training_state,
     load_weights_folder,
     non_finite_entries,
@@ -17,6 +15,7 @@ from .checkpoints import (
 from .depth_decoder import DepthDecoder, convex_upsample
 from .mpvit import MPViT, mpvit_small
 from .pose_decoder import PoseDecoder
+from .pretrained import load_mpvit_imagenet, load_resnet_imagenet
 from .resnet_encoder import ResnetEncoder
 
 __all__ = [

@@ -360,7 +360,7 @@ def test_mpvit_imagenet_checkpoint_loads_non_strictly(tmp_path, models, caplog):
     torch.manual_seed(8)
     encoder = mpvit_small()
     before = encoder.state_dict()[wrong].clone()
-    with caplog.at_level(logging.INFO, logger="networks.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="networks.pretrained"):
         report = load_mpvit_imagenet(encoder, path)
     assert report["dropped"] == ["cls_head.cls.weight", "cls_head.cls.bias"]
     assert report["shape_mismatch"] == [wrong]
