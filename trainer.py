@@ -45,7 +45,7 @@ from layers import (
 from losses import SSIM, TIE_BREAK_NOISE_STD, BestDisparity, Recipe, compute_batch_losses
 from training.data import build_loaders
 from training.health import CheckpointHealth
-from training.models import build_models, build_optimizer
+from training.models import build_models, build_optimizer, depth_encoder_of
 from training.run_folder import check_run_folder, prepare_run_folder, resumes_run
 from training.summaries import open_writers, write_summaries
 from utils import require_cuda_if_requested, require_path, seed_everything, select_device
@@ -95,6 +95,7 @@ class Trainer:
         self.dist = init_distributed(use_cuda=wants_cuda and torch.cuda.is_available())
         self.device = resolve_device(options, self.dist)
         self.height, self.width = options.height, options.width
+        self.depth_encoder = depth_encoder_of(options)
         self.source_frames = options.frame_ids[1:]
         self.log_path = Path(options.log_dir) / options.model_name
         self.epoch = 0
@@ -130,8 +131,8 @@ class Trainer:
         self.ssim = SSIM().to(self.device) if self.recipe.use_ssim else None
 
         if with_data and self.dist.is_main:
-            prepare_run_folder(self.log_path, vars(options), resumes_run(self.log_path, options.load_weights_folder),
-                               options.overwrite)
+            prepare_run_folder(self.log_path, {**vars(options), "depth_encoder": self.depth_encoder},
+                               resumes_run(self.log_path, options.load_weights_folder), options.overwrite)
             self.writers = open_writers(self.log_path)
 
     # ------------------------------------------------------------------ setup
@@ -387,6 +388,7 @@ class Trainer:
             optimizer_state=optimizer_state,
             extra_state={"epoch": self.epoch, "step": self.step,
                          "lr_scheduler": self.lr_scheduler.state_dict()},
+            depth_encoder=self.depth_encoder,
         )
         self.health.unverified = folder
         return folder
@@ -398,7 +400,8 @@ class Trainer:
         epoch)."""
         folder = require_path(self.opt.load_weights_folder, "weights folder (--load_weights_folder)")
         names = [name for name in self.opt.models_to_load if name in self.models]
-        networks.load_weights_folder(folder, {name: self.models[name] for name in names}, names)
+        networks.load_weights_folder(folder, {name: self.models[name] for name in names}, names,
+                                     depth_encoder=self.depth_encoder)
         logger.info("loaded %s from %s", ", ".join(names), folder)
         self.health.unverified = folder
 

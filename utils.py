@@ -30,6 +30,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "trans")
 # the colour augmentations of the training data (--augmentation)
 AUGMENTATIONS = ("strong", "colorjitter", "none")
+# the depth encoders (--depth_encoder; built by networks.build_depth_encoder)
+DEPTH_ENCODERS = ("mpvit_small", "resnet18", "resnet50")
+# GasMono's depth encoder: the default of --depth_encoder, and the encoder of
+# an encoder.pth that names none (the release's, and ours before names were saved)
+DEFAULT_DEPTH_ENCODER = "mpvit_small"
 
 
 class GasMonoError(Exception):

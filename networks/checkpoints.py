@@ -4,9 +4,10 @@ is in :mod:`networks.pretrained`).
 A weights folder (``weights_<epoch>/``) holds one ``torch.save``d state dict per
 network, named as in the GasMono release:
 
-* ``encoder.pth`` (MPViT, followed by ``height``, ``width``, ``use_stereo``),
-  ``depth.pth``, ``pose_encoder.pth``, ``pose.pth``, ``trans_encoder.pth``,
-  ``trans.pth``;
+* ``encoder.pth`` (the depth encoder, followed by ``height``, ``width``,
+  ``use_stereo`` and, ours only, ``depth_encoder``: its name, e.g.
+  ``"resnet18"``; a file without it holds MPViT-small), ``depth.pth``,
+  ``pose_encoder.pth``, ``pose.pth``, ``trans_encoder.pth``, ``trans.pth``;
 * ``adam.pth``: the optimiser state dict (optional);
 * ``training_state.pth``: scheduler / epoch / step / RNG states (optional,
   ours; the release has no such file).
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils import MODEL_NAMES, GasMonoError, hidden_sibling
+from utils import DEFAULT_DEPTH_ENCODER, MODEL_NAMES, GasMonoError, hidden_sibling
 
 __all__ = [
     "MODEL_NAMES",
@@ -47,6 +48,7 @@ __all__ = [
     "load_weights_folder",
     "load_optimizer_state",
     "load_training_state",
+    "read_depth_encoder_name",
     "read_file",
     "read_state_dict",
     "load_strict",
@@ -56,7 +58,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # plain python values stored after the tensors of encoder.pth
-ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo")
+ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo", "depth_encoder")
 OPTIMIZER_FILE = "adam.pth"
 TRAINING_STATE_FILE = "training_state.pth"
 # how many keys of each kind a mismatch message names
@@ -286,6 +288,7 @@ def save_weights_folder(
     use_stereo: bool,
     optimizer_state: dict | None = None,
     extra_state: dict | None = None,
+    depth_encoder: str = DEFAULT_DEPTH_ENCODER,
 ) -> Path:
     """Save networks (and optionally optimiser / training state) as a weights folder.
 
@@ -298,6 +301,8 @@ def save_weights_folder(
         optimizer_state: written to ``adam.pth`` when given.
         extra_state: written to ``training_state.pth`` when given (scheduler,
             epoch, step, RNG states; tensors, NumPy arrays and python values).
+        depth_encoder: the name ``models["encoder"]`` was built with
+            (:func:`networks.build_depth_encoder`), stored in ``encoder.pth``.
 
     Returns:
         The folder path.
@@ -325,6 +330,7 @@ def save_weights_folder(
                 state["height"] = int(height)
                 state["width"] = int(width)
                 state["use_stereo"] = bool(use_stereo)
+                state["depth_encoder"] = str(depth_encoder)
             _write(state, staging / f"{name}.pth")
         if optimizer_state is not None:
             _write(optimizer_state, staging / OPTIMIZER_FILE)
@@ -342,6 +348,7 @@ def load_weights_folder(
     folder: str | os.PathLike,
     models: Mapping[str, nn.Module],
     names: Iterable[str] | None = None,
+    depth_encoder: str | None = None,
 ) -> dict[str, Any]:
     """Load networks from a weights folder, strictly on the network keys.
 
@@ -349,16 +356,20 @@ def load_weights_folder(
         folder: a folder written by :func:`save_weights_folder` or by the release.
         models: networks keyed by :data:`MODEL_NAMES` names.
         names: which of them to load (default: all of ``models``).
+        depth_encoder: the name ``models["encoder"]`` was built with; when
+            given, ``encoder.pth`` must hold that encoder.
 
     Returns:
-        ``{"height": int, "width": int, "use_stereo": bool}`` read from
-        ``encoder.pth`` when the encoder was loaded (the entries present),
-        else an empty dict.
+        ``{"height": int, "width": int, "use_stereo": bool, "depth_encoder":
+        str}`` read from ``encoder.pth`` when the encoder was loaded (the
+        entries present; ``depth_encoder`` always, ``"mpvit_small"`` for a
+        file without a name), else an empty dict.
 
     Raises:
-        GasMonoError: missing folder or file, unreadable file, or a checkpoint
-            whose keys / shapes differ from the network (one-line message with
-            the file, the number of mismatches and the first mismatched keys).
+        GasMonoError: missing folder or file, unreadable file, a checkpoint
+            of another depth encoder than ``depth_encoder``, or one whose keys
+            / shapes differ from the network (one-line message with the file,
+            the number of mismatches and the first mismatched keys).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -375,9 +386,26 @@ def load_weights_folder(
         state = read_state_dict(path, f"{name} checkpoint")
         if name == "encoder":
             extras = {key: state.pop(key) for key in ENCODER_EXTRA_KEYS if key in state}
+            extras.setdefault("depth_encoder", DEFAULT_DEPTH_ENCODER)
+            if depth_encoder is not None and extras["depth_encoder"] != depth_encoder:
+                raise GasMonoError(f"{path} holds the {extras['depth_encoder']} depth encoder, not {depth_encoder}")
         load_strict(models[name], state, path)
         logger.info("loaded %s from %s", name, path)
     return extras
+
+
+def read_depth_encoder_name(folder: str | os.PathLike) -> str:
+    """The name of the depth encoder in a weights folder's ``encoder.pth``
+    (``"mpvit_small"`` for a file without one, e.g. the release's).
+
+    Raises:
+        GasMonoError: a missing or unreadable file, or a name that is not a string.
+    """
+    path = Path(folder) / "encoder.pth"
+    name = read_state_dict(path, "encoder checkpoint").get("depth_encoder", DEFAULT_DEPTH_ENCODER)
+    if not isinstance(name, str):
+        raise GasMonoError(f"{path}: the depth encoder's name is a {type(name).__name__}, not a string")
+    return name
 
 
 def load_optimizer_state(folder: str | os.PathLike) -> dict | None:

@@ -67,6 +67,8 @@ def test_every_release_flag_exists_with_recipe_defaults():
     assert options.frame_ids == [0, -1, 1] and options.scales == [0, 1, 2, 3]
     assert options.decoder_learning_rate == 1e-4
     assert (options.min_depth, options.max_depth) == (0.1, 10.0)
+    # training takes mpvit_small; evaluation reads the checkpoint's encoder
+    assert options.depth_encoder is None
 
 
 @pytest.mark.parametrize(
@@ -93,6 +95,11 @@ def test_every_release_flag_exists_with_recipe_defaults():
         (["--wpp_ramp_epochs=-1"], "--wpp_ramp_epochs must be a finite number >= 0"),
         (["--pred_depth_scale_factor", "0"], "--pred_depth_scale_factor must be a finite number > 0"),
         (["--max_depth", "inf"], "--max_depth (finite)"),
+        (["--depth_encoder", "resnet34"], "argument --depth_encoder: invalid choice: 'resnet34'"),
+        (["--depth_encoder", "resnet18", "--mpvit_pretrained", "m.pth"],
+         "--mpvit_pretrained initialises --depth_encoder mpvit_small, not resnet18; use --depth_encoder_pretrained"),
+        (["--depth_encoder_pretrained", "r.pth"], "--depth_encoder_pretrained initialises a ResNet --depth_encoder"),
+        (["--depth_encoder", "mpvit_small", "--depth_encoder_pretrained", "r.pth"], "for mpvit_small use"),
     ],
 )
 def test_invalid_options_give_one_line_errors(argv, message, capsys):

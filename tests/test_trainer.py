@@ -1,4 +1,5 @@
-"""Trainer behaviour: ablation switches, optimiser layout, error handling.
+"""Trainer behaviour: ablation switches, the depth encoder choice, optimiser
+layout, error handling.
 
 Training runs on real data (learning, resume, DDP) are in
 ``test_training_runs.py``.
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from parity_fixtures import load_loss_batch
 
 from losses import get_smooth_loss, mean_normalised, photometric_errors
+from networks import ResnetEncoder
 from options import GasMonoOptions
 from trainer import Trainer
 from utils import GasMonoError
@@ -44,7 +46,8 @@ def small_batch() -> dict:
     return batch
 
 
-def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
+def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict, dict]:
+    """One optimiser step on ``batch``; the trainer, and the outputs and losses of its forward pass."""
     trainer = Trainer(GasMonoOptions().parse(BASE_FLAGS + flags), with_data=False)
     trainer.set_train()
     before = {name: p.detach().clone() for name, p in trainer.models["depth"].named_parameters()}
@@ -55,7 +58,7 @@ def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
     assert torch.isfinite(losses["loss"])
     changed = [name for name, p in trainer.models["depth"].named_parameters() if not torch.equal(p, before[name])]
     assert changed, "an optimiser step must change the depth decoder"
-    return trainer, losses
+    return trainer, outputs, losses
 
 
 @pytest.mark.parametrize(
@@ -73,9 +76,30 @@ def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
          "no_ssim", "channels_last"],
 )
 def test_ablation_switches_run_one_step(flags, present, absent, small_batch):
-    trainer, losses = _one_step(flags, small_batch)
+    trainer, _, losses = _one_step(flags, small_batch)
     assert present <= set(losses) and not absent & set(losses)
     assert ("trans" in trainer.models) == ("--use_posegt" in flags)
+
+
+def test_a_resnet18_depth_encoder_trains_with_the_same_decoder(small_batch):
+    trainer, _, _ = _one_step(["--use_posegt", "--selfpp", "--depth_encoder", "resnet18"], small_batch)
+    encoder = trainer.models["encoder"]
+    assert isinstance(encoder, ResnetEncoder) and encoder.num_input_images == 1
+    assert trainer.depth_encoder == "resnet18" and trainer.models["depth"].num_ch_enc == [64, 64, 128, 256, 512]
+    assert [name for name, p in encoder.named_parameters() if not p.requires_grad] == ["encoder.fc.weight",
+                                                                                       "encoder.fc.bias"]
+    assert trainer.optimizer.param_groups[1]["params"] == list(encoder.parameters())
+    # every trainable parameter takes part in the loss (DDP needs no unused-parameter search)
+    for name, model in trainer.models.items():
+        unused = [key for key, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, (name, unused)
+
+
+def test_a_missing_depth_encoder_imagenet_file_is_a_clear_error(tmp_path):
+    options = GasMonoOptions().parse(BASE_FLAGS + ["--depth_encoder", "resnet50", "--depth_encoder_pretrained",
+                                                   str(tmp_path / "resnet50.pth")])
+    with pytest.raises(GasMonoError, match=r"ResNet ImageNet weights \(--depth_encoder_pretrained\) not found: "):
+        Trainer(options, with_data=False)
 
 
 def test_without_automasking_the_coarse_term_ignores_identity(small_batch):

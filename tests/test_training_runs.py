@@ -2,21 +2,28 @@
 run continues exactly like an uninterrupted one, DDP keeps the ranks' parameters
 identical (BatchNorm statistics are per rank, as in any DDP run), a
 non-finite loss stops the run naming only a checkpoint verified good,
-non-finite weights are never saved, and a run folder holds one run."""
+non-finite weights are never saved, a run folder holds one run, and a ResNet-18
+depth encoder trains from the command line into a checkpoint that evaluation
+and prediction load by the name it records."""
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PROJECT_ROOT
 
+import evaluate_depth
+import predict
+import train
 from datasets.splits import find_sequence_items, write_split_files
 from options import GasMonoOptions
 from tools.colmap_poses import coarse_poses_from_extrinsics, write_coarse_poses
@@ -204,6 +211,36 @@ def test_non_finite_weights_are_not_saved(tiny_set, tmp_path):
         "depth.decoder.0.conv.conv.weight): weights_0 not saved; training stopped; "
         "no checkpoint of this run is verified good")
     assert [path.name for path in (tmp_path / "run" / "models").iterdir()] == ["opt.json"]
+
+
+def test_a_resnet18_depth_encoder_trains_and_its_checkpoint_loads_by_name(tiny_set, tmp_path, capsys):
+    flags = _flags(tiny_set, tmp_path, "--num_epochs", "1", "--max_train_steps", "2", "--depth_encoder", "resnet18")
+    result = subprocess.run([sys.executable, "train.py", *flags], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    weights = tmp_path / "run" / "models" / "weights_0"
+    assert torch.load(weights / "encoder.pth")["depth_encoder"] == "resnet18"
+    assert json.loads((weights.parent / "opt.json").read_text())["depth_encoder"] == "resnet18"
+
+    # evaluation and prediction are not told the encoder
+    test_set = tiny_set["data_path"].parent / "test"
+    evaluation = ["--load_weights_folder", str(weights), "--data_path", str(test_set), "--eval_protocol", "release",
+                  "--eval_out_dir", str(tmp_path / "eval"), "--no_cuda", "--num_workers", "0"]
+    results = evaluate_depth.main(evaluation)
+    assert results["depth_encoder"] == "resnet18" and math.isfinite(results["metrics"]["abs_rel"])
+    predict.main(["--load_weights_folder", str(weights), "--input", str(test_set / "color" / "0001.png"),
+                  "--output_dir", str(tmp_path / "predictions"), "--no_cuda"])
+    assert np.load(tmp_path / "predictions" / "0001_depth.npy").shape == (64, 96)
+
+    # the checkpoint given as another encoder's: one line, in evaluation and in training
+    expected = f"error: {weights / 'encoder.pth'} holds the resnet18 depth encoder, not mpvit_small"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        evaluate_depth.main(evaluation + ["--depth_encoder", "mpvit_small"])
+    assert info.value.code == 2 and capsys.readouterr().err.strip() == expected
+    with pytest.raises(SystemExit) as info:
+        train.main(_flags(tiny_set, tmp_path / "resumed", "--load_weights_folder", str(weights)))
+    assert info.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == expected
 
 
 def _existing_run(log_dir: Path, checkpoint: bool) -> Path:

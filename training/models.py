@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 
 import networks
+from utils import DEFAULT_DEPTH_ENCODER, require_path
 
-__all__ = ["UNUSED_PARAMETER_PREFIXES", "build_models", "build_optimizer"]
+__all__ = ["UNUSED_PARAMETER_PREFIXES", "depth_encoder_of", "build_models", "build_optimizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,31 @@ logger = logging.getLogger(__name__)
 # the ResNets' ImageNet classifier. They never receive a gradient, so AdamW
 # skips them; marking them frozen lets DDP run without unused-parameter search.
 UNUSED_PARAMETER_PREFIXES = {
+    "encoder": ("encoder.fc.",),
     "depth": ("decoder.21.", "decoder.24.", "decoder.26."),
     "pose_encoder": ("encoder.fc.",),
     "trans_encoder": ("encoder.fc.",),
 }
+
+
+def depth_encoder_of(options: argparse.Namespace) -> str:
+    """The name of the depth encoder to train: ``--depth_encoder``, else GasMono's."""
+    return options.depth_encoder or DEFAULT_DEPTH_ENCODER
+
+
+def _depth_encoder(options: argparse.Namespace) -> nn.Module:
+    """The depth encoder, from the ImageNet weights of ``--mpvit_pretrained`` /
+    ``--depth_encoder_pretrained`` or from scratch (with a warning)."""
+    name = depth_encoder_of(options)
+    if name == "mpvit_small":
+        option, path = "--mpvit_pretrained", options.mpvit_pretrained
+    else:
+        option, path = "--depth_encoder_pretrained", options.depth_encoder_pretrained
+        if path is not None:
+            require_path(path, f"ResNet ImageNet weights ({option})")
+    if path is None:
+        logger.warning("no %s given: the %s depth encoder starts from scratch", option, name)
+    return networks.build_depth_encoder(name, path)
 
 
 def build_models(options: argparse.Namespace, device: torch.device) -> dict[str, nn.Module]:
@@ -39,14 +61,14 @@ def build_models(options: argparse.Namespace, device: torch.device) -> dict[str,
     Raises:
         GasMonoError: a pretrained-weights file given but missing or unreadable.
     """
-    if options.mpvit_pretrained is None:
-        logger.warning("no --mpvit_pretrained given: the depth encoder starts from scratch")
-    encoder = networks.mpvit_small(pretrained_path=options.mpvit_pretrained)
+    encoder = _depth_encoder(options)
     models: dict[str, nn.Module] = {
         "encoder": encoder,
         "depth": networks.DepthDecoder(encoder.num_ch_enc, options.scales),
     }
     pretrained = options.weights_init == "pretrained"
+    if pretrained and options.resnet_pretrained is not None:
+        require_path(options.resnet_pretrained, "ResNet ImageNet weights (--resnet_pretrained)")
     pose_nets = [("pose_encoder", "pose", networks.PoseDecoder)]
     if options.use_posegt:
         pose_nets.append(("trans_encoder", "trans", networks.TransDecoder))
