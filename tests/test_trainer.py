@@ -1,5 +1,5 @@
-"""Trainer behaviour: ablation switches, the depth encoder choice, optimiser
-layout, error handling.
+"""Trainer behaviour: ablation switches and their effects, the depth encoder
+choice, optimiser layout, error handling.
 
 Training runs on real data (learning, resume, DDP) are in
 ``test_training_runs.py``.
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from parity_fixtures import load_loss_batch
 
-from losses import get_smooth_loss, mean_normalised, photometric_errors
+from losses import SSIM, get_smooth_loss, mean_normalised, photometric_errors
 from networks import ResnetEncoder
 from options import GasMonoOptions
 from trainer import Trainer
@@ -46,9 +46,11 @@ def small_batch() -> dict:
     return batch
 
 
-def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict, dict]:
+def _one_step(flags: list[str], batch: dict, noise_std: float | None = None) -> tuple[Trainer, dict, dict]:
     """One optimiser step on ``batch``; the trainer, and the outputs and losses of its forward pass."""
     trainer = Trainer(GasMonoOptions().parse(BASE_FLAGS + flags), with_data=False)
+    if noise_std is not None:
+        trainer.tie_break_noise_std = noise_std
     trainer.set_train()
     before = {name: p.detach().clone() for name, p in trainer.models["depth"].named_parameters()}
     outputs, losses, _ = trainer.process_batch(batch)
@@ -79,6 +81,41 @@ def test_ablation_switches_run_one_step(flags, present, absent, small_batch):
     trainer, _, losses = _one_step(flags, small_batch)
     assert present <= set(losses) and not absent & set(losses)
     assert ("trans" in trainer.models) == ("--use_posegt" in flags)
+
+
+def _min_reprojection(outputs: dict, batch: dict, scale: int, ssim: SSIM | None, average: bool,
+                      automasking: bool) -> float:
+    """``min_reprojection/<scale>`` recomputed from the warped sources (no tie-break noise)."""
+    target = batch[("color", 0, 0)]
+    with torch.no_grad():
+        candidates = photometric_errors([outputs[("color", f, scale)] for f in (-1, 1)], target, ssim, average)
+        if automasking:
+            identity = photometric_errors([batch[("color", f, 0)] for f in (-1, 1)], target, ssim, average)
+            candidates = torch.cat([identity, candidates], 1)
+    return float(candidates.min(1)[0].mean())
+
+
+@pytest.mark.parametrize("flag", [None, "--disable_automasking", "--avg_reprojection", "--no_ssim",
+                                  "--channels_last"])
+def test_each_ablation_flag_has_its_effect(flag, small_batch):
+    trainer, outputs, losses = _one_step(["--use_posegt", "--selfpp"] + ([flag] if flag else []), small_batch,
+                                         noise_std=0.0)
+    automasking, average, with_ssim = flag != "--disable_automasking", flag == "--avg_reprojection", flag != "--no_ssim"
+    masks = sorted(key for key in outputs if str(key).startswith("identity_selection/"))
+    assert masks == ([f"identity_selection/{scale}" for scale in range(4)] if automasking else [])
+    assert isinstance(trainer.ssim, SSIM) if with_ssim else trainer.ssim is None
+    ssim = SSIM() if with_ssim else None
+    for scale in range(4):
+        expected = _min_reprojection(outputs, small_batch, scale, ssim, average, automasking)
+        assert float(losses[f"min_reprojection/{scale}"]) == pytest.approx(expected, rel=1e-5)
+    # the other choices give other numbers on this batch, so the checks above can fail
+    for other in (_min_reprojection(outputs, small_batch, 0, ssim, not average, automasking),
+                  _min_reprojection(outputs, small_batch, 0, ssim, average, not automasking),
+                  _min_reprojection(outputs, small_batch, 0, None if with_ssim else SSIM(), average, automasking)):
+        assert abs(other - float(losses["min_reprojection/0"])) > 1e-3 * other
+    weights = [p for model in trainer.models.values() for p in model.parameters() if p.ndim == 4]
+    channels_last = [p.is_contiguous(memory_format=torch.channels_last) for p in weights]
+    assert all(channels_last) if flag == "--channels_last" else not all(channels_last)
 
 
 def test_a_resnet18_depth_encoder_trains_with_the_same_decoder(small_batch):
