@@ -125,3 +125,26 @@ def test_train_cli_reports_a_missing_data_path_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def _run_sh_array(name: str) -> list[str]:
+    """The words of the bash array ``name=(...)`` in run.sh."""
+    match = re.search(rf"^{name}=\((.*?)\)", (PROJECT_ROOT / "run.sh").read_text(), re.MULTILINE | re.DOTALL)
+    assert match, name
+    return match[1].split()
+
+
+def test_run_sh_baseline_is_monodepth2_on_nyu():
+    options = GasMonoOptions().parse(_run_sh_array("baseline_recipe"))
+    assert options.depth_encoder == "resnet18" and not options.use_posegt and not options.selfpp
+    assert (options.height, options.width, options.max_depth, options.model_name) == (256, 320, 10.0, "baseline")
+    assert (options.learning_rate, options.disparity_smoothness, options.batch_size) == (1e-4, 1e-3, 12)
+    gasmono = GasMonoOptions().parse(_run_sh_array("recipe"))
+    assert gasmono.depth_encoder is None and gasmono.use_posegt and gasmono.selfpp
+
+
+def test_run_sh_baseline_needs_a_data_path():
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "run.sh"), "baseline"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2 and result.stderr.startswith("error: baseline needs DATA_PATH")
+    assert "baseline DATA_PATH [train.py flags]" in result.stderr
