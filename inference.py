@@ -6,7 +6,8 @@ Example::
     estimator = DepthEstimator.from_checkpoint("logs/mdp/models/weights_39", device="cpu")
     depth = estimator.predict(rgb)          # H x W, metres up to scale
 
-The network sees the image resized to the checkpoint's ``height x width``
+The network (the depth encoder named in the checkpoint and the depth decoder)
+sees the image resized to the checkpoint's ``height x width``
 (PIL LANCZOS, raw [0, 1] RGB); its scale-0 sigmoid disparity is mapped with
 ``disp_to_depth`` (``min_depth`` / ``max_depth``) to a scaled disparity, which
 is resized back to the input size (bilinear) and inverted to depth. Used by
@@ -98,7 +99,7 @@ class DepthEstimator:
     """A depth encoder/decoder pair ready for inference.
 
     Args:
-        encoder: MPViT depth encoder (``forward(B x 3 x H x W) -> 5 maps``).
+        encoder: depth encoder (``forward(B x 3 x H x W in [0, 1]) -> 5 maps``).
         decoder: depth decoder returning ``{("disp", 0): B x 1 x H x W}``.
         height, width: network input size (multiples of 32).
         min_depth, max_depth: range of ``disp_to_depth``.
@@ -123,6 +124,7 @@ class DepthEstimator:
         self.min_depth = min_depth
         self.max_depth = max_depth
         self.checkpoint: Path | None = None
+        self.depth_encoder: str | None = None
 
     @classmethod
     def from_checkpoint(
@@ -131,18 +133,22 @@ class DepthEstimator:
         device: str | torch.device = "cpu",
         min_depth: float = 0.1,
         max_depth: float = 10.0,
+        depth_encoder: str | None = None,
     ) -> "DepthEstimator":
         """Load ``encoder.pth`` and ``depth.pth`` of a weights folder (ours or
-        the release's); the input size comes from ``encoder.pth``.
+        the release's); the depth encoder and the input size come from
+        ``encoder.pth`` (MPViT-small when it names no encoder).
+
+        Args:
+            depth_encoder: when given, the checkpoint must hold this encoder.
 
         Raises:
-            GasMonoError: missing folder/file, another architecture, or an
+            GasMonoError: missing folder/file, another encoder than
+                ``depth_encoder``, another architecture, or an
                 ``encoder.pth`` without ``height`` / ``width``.
         """
         folder = Path(folder)
-        encoder = networks.mpvit_small(pretrained_path=None)
-        decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=[0])
-        extras = networks.load_weights_folder(folder, {"encoder": encoder, "depth": decoder})
+        encoder, decoder, extras = networks.load_depth_model(folder, scales=[0], depth_encoder=depth_encoder)
         if "height" not in extras or "width" not in extras:
             raise GasMonoError(f"{folder / 'encoder.pth'} has no 'height'/'width' entries")
         height, width = int(extras["height"]), int(extras["width"])
@@ -150,6 +156,7 @@ class DepthEstimator:
             raise GasMonoError(f"{folder / 'encoder.pth'}: input size {height}x{width} is not a multiple of 32")
         estimator = cls(encoder, decoder, height, width, min_depth, max_depth, device)
         estimator.checkpoint = folder
+        estimator.depth_encoder = extras["depth_encoder"]
         return estimator
 
     @torch.no_grad()

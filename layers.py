@@ -1,4 +1,6 @@
-"""Geometry, photometric and metric layers used by training and evaluation.
+"""Geometry used by training and evaluation: disparity to depth, pose
+parameterisation, coarse-pose refinement, backprojection, projection and
+warping (the loss terms are in :mod:`losses`).
 
 Everything here works on batched tensors on any device. Conventions:
 
@@ -23,9 +25,6 @@ __all__ = [
     "BackprojectDepth",
     "Project3D",
     "warp_image",
-    "SSIM",
-    "photometric_error",
-    "get_smooth_loss",
 ]
 
 
@@ -206,62 +205,3 @@ def warp_image(
     points = backproject(depth, inv_K)
     grid = project(points, K, T)
     return F.grid_sample(source, grid, padding_mode="border", align_corners=True)
-
-
-class SSIM(nn.Module):
-    """Per-pixel SSIM loss ``clamp((1 - SSIM) / 2, 0, 1)`` with 3x3 average
-    pooling on reflection-padded inputs (``C1 = 0.01^2``, ``C2 = 0.03^2``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = nn.AvgPool2d(3, 1)
-        self.pad = nn.ReflectionPad2d(1)
-        self.c1 = 0.01**2
-        self.c2 = 0.03**2
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``x``, ``y`` ``B x C x H x W`` -> loss ``B x C x H x W``."""
-        x = self.pad(x)
-        y = self.pad(y)
-        mu_x = self.pool(x)
-        mu_y = self.pool(y)
-        sigma_x = self.pool(x**2) - mu_x**2
-        sigma_y = self.pool(y**2) - mu_y**2
-        sigma_xy = self.pool(x * y) - mu_x * mu_y
-        numerator = (2 * mu_x * mu_y + self.c1) * (2 * sigma_xy + self.c2)
-        denominator = (mu_x**2 + mu_y**2 + self.c1) * (sigma_x + sigma_y + self.c2)
-        return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
-
-
-def photometric_error(
-    prediction: torch.Tensor, target: torch.Tensor, ssim: SSIM | None, ssim_weight: float = 0.85
-) -> torch.Tensor:
-    """GasMono's photometric error, averaged over channels.
-
-    ``0.85 * SSIM_loss + 0.15 * |target - prediction| / (target + 0.01)``
-    (a relative L1, unlike Monodepth2's plain L1). Without ``ssim`` only the
-    relative L1 term is returned.
-
-    Args:
-        prediction, target: ``B x 3 x H x W``.
-
-    Returns:
-        ``B x 1 x H x W``.
-    """
-    relative_l1 = (torch.abs(target - prediction) / (target + 0.01)).mean(1, True)
-    if ssim is None:
-        return relative_l1
-    ssim_loss = ssim(prediction, target).mean(1, True)
-    return ssim_weight * ssim_loss + (1 - ssim_weight) * relative_l1
-
-
-def get_smooth_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Edge-aware first-order smoothness of ``disp`` (``B x 1 x H x W``),
-    weighted by ``exp(-|grad image|)`` (``image`` ``B x 3 x H x W``)."""
-    grad_disp_x = torch.abs(disp[:, :, :, :-1] - disp[:, :, :, 1:])
-    grad_disp_y = torch.abs(disp[:, :, :-1, :] - disp[:, :, 1:, :])
-    grad_image_x = torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:]), 1, keepdim=True)
-    grad_image_y = torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]), 1, keepdim=True)
-    grad_disp_x = grad_disp_x * torch.exp(-grad_image_x)
-    grad_disp_y = grad_disp_y * torch.exp(-grad_image_y)
-    return grad_disp_x.mean() + grad_disp_y.mean()

@@ -15,12 +15,10 @@ import argparse
 import math
 from typing import Callable, Sequence
 
-from utils import PROJECT_ROOT, OneLineErrorParser
+from utils import AUGMENTATIONS, DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, MODEL_NAMES, PROJECT_ROOT, OneLineErrorParser
 
-MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "trans")
 EVAL_SPLITS = ("nyu", "scannet", "7scenes", "eigen")
 EVAL_PROTOCOLS = ("eigen", "release", "p2net")
-AUGMENTATIONS = ("strong", "colorjitter", "none")
 
 
 class GasMonoOptions:
@@ -54,6 +52,9 @@ class GasMonoOptions:
         group.add_argument("--mpvit_pretrained", type=str, default=None,
                            help="(new) local ImageNet MPViT-small checkpoint (mpvit_small.pth, key 'model') "
                                 "for the depth encoder; without it the encoder starts from scratch")
+        group.add_argument("--depth_encoder_pretrained", type=str, default=None,
+                           help="(new) local torchvision ImageNet state dict of a ResNet depth encoder "
+                                "(--depth_encoder resnet18 / resnet50); without it the encoder starts from scratch")
         group.add_argument("--resnet_pretrained", type=str, default=None,
                            help="(new) local torchvision ResNet-18 ImageNet state dict for the PoseNet and "
                                 "AlignNet encoders (used with --weights_init pretrained)")
@@ -64,6 +65,10 @@ class GasMonoOptions:
         group.add_argument("--split", type=str, default="nyu", help="which training split to use (splits/<split>)")
         group.add_argument("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152],
                            help="ResNet depth of the PoseNet and AlignNet encoders")
+        group.add_argument("--depth_encoder", type=str, default=None, choices=DEPTH_ENCODERS,
+                           help=f"(new) depth encoder: GasMono's MPViT-small or Monodepth2's ResNets; training "
+                                f"uses {DEFAULT_DEPTH_ENCODER} when not given; evaluation reads it from encoder.pth "
+                                f"and, when given, checks it")
         group.add_argument("--dataset", type=str, default="nyu", choices=["nyu"],
                            help="training dataset layout")
         group.add_argument("--png", action="store_true", help="training frames are .png instead of .jpg")
@@ -90,7 +95,7 @@ class GasMonoOptions:
         group = self.parser.add_argument_group("optimisation")
         group.add_argument("--batch_size", type=int, default=12, help="batch size (per process with DDP)")
         group.add_argument("--learning_rate", type=float, default=1e-4,
-                           help="learning rate of the MPViT depth encoder")
+                           help="learning rate of the depth encoder")
         group.add_argument("--decoder_learning_rate", type=float, default=1e-4,
                            help="(new) learning rate of the depth decoder, PoseNet and AlignNet "
                                 "(hard-coded 1e-4 in the release)")
@@ -261,6 +266,12 @@ def validate_options(options: argparse.Namespace) -> str | None:
         return "--predictive_mask is not supported by GasMono"
     if options.pose_model_type != "separate_resnet" or options.pose_model_input != "pairs":
         return "GasMono supports only --pose_model_type separate_resnet with --pose_model_input pairs"
+    depth_encoder = options.depth_encoder or DEFAULT_DEPTH_ENCODER
+    if options.mpvit_pretrained is not None and depth_encoder != "mpvit_small":
+        return (f"--mpvit_pretrained initialises --depth_encoder mpvit_small, not {depth_encoder}; "
+                "use --depth_encoder_pretrained")
+    if options.depth_encoder_pretrained is not None and depth_encoder == "mpvit_small":
+        return "--depth_encoder_pretrained initialises a ResNet --depth_encoder; for mpvit_small use --mpvit_pretrained"
     unknown = sorted(set(options.models_to_load) - set(MODEL_NAMES))
     if unknown:
         return f"--models_to_load: unknown model(s) {unknown}; choose from {list(MODEL_NAMES)}"

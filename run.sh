@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Entry points of the project: the CPU demo, the ablation, and the release's NYUv2 training recipe.
+# Entry points of the project: the CPU demo, the ablation, the release's NYUv2 training recipe and the
+# Monodepth2 baseline on NYUv2.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -23,8 +24,13 @@ usage: bash run.sh <command> [arguments]
   train_ddp NGPUS DATA_PATH [train.py flags]
         the same recipe on NGPUS GPUs with torchrun; --batch_size is per process
         (12 per GPU, so NGPUS x 12 in total).
+  baseline DATA_PATH [train.py flags]
+        Monodepth2 on NYUv2: --depth_encoder resnet18 --height 256 --width 320 --max_depth 10
+        --model_name baseline; PoseNet on raw pairs (no coarse poses), no self-distillation, the
+        release's other defaults (--learning_rate 1e-4, --disparity_smoothness 1e-3, --batch_size
+        12, 40 epochs). ImageNet weights: add --depth_encoder_pretrained and --resnet_pretrained.
 
-The first demo/ablate/train call installs requirements.txt into .venv when torch, pycolmap,
+The first demo/ablate/train/baseline call installs requirements.txt into .venv when torch, pycolmap,
 albumentations or timm cannot be imported from it.
 EOF
 }
@@ -39,6 +45,7 @@ ensure_venv() {
 
 recipe=(--height 256 --width 320 --learning_rate 5e-5 --use_posegt --www 0.2 --wpp 0.2 --iiters 2 --selfpp
         --batch_size 12 --disparity_smoothness 1e-4)
+baseline_recipe=(--depth_encoder resnet18 --height 256 --width 320 --max_depth 10 --model_name baseline)
 
 command="${1:-}"
 if [ $# -gt 0 ]; then
@@ -50,15 +57,18 @@ case "$command" in
         ensure_venv
         exec .venv/bin/python "tools/$command.py" "$@"
         ;;
-    train)
+    train | baseline)
         if [ $# -lt 1 ]; then
-            echo "error: train needs DATA_PATH" >&2
+            echo "error: $command needs DATA_PATH" >&2
             usage >&2
             exit 2
         fi
         data_path="$1"
         shift
         ensure_venv
+        if [ "$command" = baseline ]; then
+            exec .venv/bin/python train.py --data_path "$data_path" "${baseline_recipe[@]}" "$@"
+        fi
         exec .venv/bin/python train.py --data_path "$data_path" "${recipe[@]}" "$@"
         ;;
     train_ddp)

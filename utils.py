@@ -1,7 +1,9 @@
-"""Small helpers shared by every part of the project.
+"""Small helpers and names shared by every part of the project.
 
-This module imports nothing of ours (see the dependency rule in the README):
-user-facing errors, reading split files, seeding, atomic file writes and
+This module imports nothing of ours, so that every other module may import
+it: user-facing errors, the command-line parser and entry point, the names of
+the networks in a checkpoint and of the colour augmentations, NYUv2
+intrinsics, reading text files, seeding, atomic file writes, devices and
 formatting helpers.
 """
 from __future__ import annotations
@@ -23,6 +25,16 @@ import torch
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# the networks of a GasMono weights folder, each saved as <name>.pth (the release's names)
+MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "trans")
+# the colour augmentations of the training data (--augmentation)
+AUGMENTATIONS = ("strong", "colorjitter", "none")
+# the depth encoders (--depth_encoder; built by networks.build_depth_encoder)
+DEPTH_ENCODERS = ("mpvit_small", "resnet18", "resnet50")
+# GasMono's depth encoder: the default of --depth_encoder, and the encoder of
+# an encoder.pth that names none (the release's, and ours before names were saved)
+DEFAULT_DEPTH_ENCODER = "mpvit_small"
 
 
 class GasMonoError(Exception):

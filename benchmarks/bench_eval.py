@@ -1,6 +1,6 @@
 """Throughput of the depth evaluator (images per second).
 
-Builds a checkpoint (random weights) at ``--height x --width`` and a synthetic
+Builds a checkpoint (random weights, ``--depth_encoder``) at ``--height x --width`` and a synthetic
 NYUv2-layout test set (640 x 480 PNGs + ``gt_depths.npz``) in a temporary
 folder, then times on CPU (and CUDA when present):
 
@@ -12,7 +12,8 @@ folder, then times on CPU (and CUDA when present):
 
 Each figure is the best of ``--repeats`` runs.
 
-    python benchmarks/bench_eval.py [--height 256 --width 320 --num_images 16 --batch_size 8 --threads N]
+    python benchmarks/bench_eval.py [--height 256 --width 320 --num_images 16 --batch_size 8 --threads N
+                                    --depth_encoder resnet18]
 """
 from __future__ import annotations
 
@@ -38,14 +39,15 @@ from evaluation import (  # noqa: E402
     resolve_protocol,
 )
 from inference import DepthEstimator  # noqa: E402
-from utils import OneLineErrorParser  # noqa: E402
+from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser  # noqa: E402
 
 
-def make_test_set(root: Path, num_images: int, height: int, width: int) -> Path:
+def make_test_set(root: Path, num_images: int, height: int, width: int, depth_encoder: str) -> Path:
     """Checkpoint in ``root/weights`` and an NYU-layout test set in ``root/nyu``."""
-    encoder = networks.mpvit_small()
+    encoder = networks.build_depth_encoder(depth_encoder)
     decoder = networks.DepthDecoder(encoder.num_ch_enc)
-    networks.save_weights_folder(root / "weights", {"encoder": encoder, "depth": decoder}, height, width, False)
+    networks.save_weights_folder(root / "weights", {"encoder": encoder, "depth": decoder}, height, width, False,
+                                 depth_encoder=depth_encoder)
     data = root / "nyu"
     (data / "color").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -103,12 +105,14 @@ def main() -> None:
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the best is shown)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
+                        help="the checkpoint's depth encoder")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        make_test_set(root, args.num_images, args.height, args.width)
+        make_test_set(root, args.num_images, args.height, args.width, args.depth_encoder)
         benchmark("cpu", root, args)
         if torch.cuda.is_available():
             benchmark("cuda", root, args)

@@ -1,11 +1,11 @@
 """Forward-pass speed of GasMono's networks (eval mode, no gradients).
 
-Prints milliseconds per image for the depth network (MPViT-small encoder +
-depth decoder) and the pose networks (ResNet-18 pair encoder + PoseNet head,
+Prints milliseconds per image for the depth network (``--depth_encoder``,
+MPViT-small by default, + depth decoder) and the pose networks (ResNet-18 pair encoder + PoseNet head,
 and the same for AlignNet) at batch 1 and 4, on CPU and on CUDA when present
 (best and median of ``--repeats`` calls).
 
-    python benchmarks/bench_networks.py [--height 256 --width 320 --repeats 5]
+    python benchmarks/bench_networks.py [--height 256 --width 320 --repeats 5 --depth_encoder resnet18]
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from networks import DepthDecoder, PoseDecoder, ResnetEncoder, TransDecoder, mpvit_small  # noqa: E402
-from utils import OneLineErrorParser  # noqa: E402
+from networks import DepthDecoder, PoseDecoder, ResnetEncoder, TransDecoder, build_depth_encoder  # noqa: E402
+from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser  # noqa: E402
 
 
 def time_ms(run: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
@@ -40,8 +40,9 @@ def time_ms(run: Callable[[], object], device: torch.device, repeats: int) -> tu
     return 1000.0 * timings[0], 1000.0 * timings[len(timings) // 2]
 
 
-def benchmark(device: torch.device, height: int, width: int, batches: list[int], repeats: int) -> None:
-    encoder = mpvit_small().to(device).eval()
+def benchmark(device: torch.device, height: int, width: int, batches: list[int], repeats: int,
+              depth_encoder: str) -> None:
+    encoder = build_depth_encoder(depth_encoder).to(device).eval()
     decoder = DepthDecoder(encoder.num_ch_enc).to(device).eval()
     pose_encoder = ResnetEncoder(18, False, 2).to(device).eval()
     pose_decoder = PoseDecoder(pose_encoder.num_ch_enc, 1, 2).to(device).eval()
@@ -57,7 +58,7 @@ def benchmark(device: torch.device, height: int, width: int, batches: list[int],
             align = time_ms(lambda: trans_decoder([trans_encoder(pair)]), device, repeats)
         for label, (best, median), unit in (
             ("depth net (encoder + decoder)", depth, "image"),
-            ("  of which MPViT encoder", encoder_only, "image"),
+            (f"  of which {depth_encoder} encoder", encoder_only, "image"),
             ("pose net (ResNet-18 + PoseDecoder)", pose, "pair"),
             ("align net (ResNet-18 + TransDecoder)", align, "pair"),
         ):
@@ -74,14 +75,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting")
     parser.add_argument("--no_cuda", action="store_true", help="time the CPU only")
+    parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
+                        help="the depth network's encoder")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, input {args.height}x{args.width}")
-    benchmark(torch.device("cpu"), args.height, args.width, args.batches, args.repeats)
+    benchmark(torch.device("cpu"), args.height, args.width, args.batches, args.repeats, args.depth_encoder)
     if torch.cuda.is_available() and not args.no_cuda:
         print(f"cuda: {torch.cuda.get_device_name(0)}")
-        benchmark(torch.device("cuda"), args.height, args.width, args.batches, args.repeats)
+        benchmark(torch.device("cuda"), args.height, args.width, args.batches, args.repeats, args.depth_encoder)
 
 
 if __name__ == "__main__":

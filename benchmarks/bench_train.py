@@ -3,6 +3,7 @@ losses, backward, AdamW) on random images.
 
     python benchmarks/bench_train.py                    # CPU, 256x320, batch 2
     python benchmarks/bench_train.py --device cuda --batch_size 12 --amp both
+    python benchmarks/bench_train.py --depth_encoder resnet18
 
 Prints items/s and peak memory per configuration.
 """
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from options import GasMonoOptions  # noqa: E402
 from trainer import Trainer  # noqa: E402
-from utils import NYU_NORMALISED_INTRINSICS, OneLineErrorParser  # noqa: E402
+from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, NYU_NORMALISED_INTRINSICS, OneLineErrorParser  # noqa: E402
 
 
 def random_batch(batch_size: int, height: int, width: int) -> dict:
@@ -46,9 +47,10 @@ def random_batch(batch_size: int, height: int, width: int) -> dict:
     return batch
 
 
-def measure(device: str, amp: bool, batch_size: int, height: int, width: int, steps: int, warmup: int) -> dict:
+def measure(device: str, amp: bool, batch_size: int, height: int, width: int, steps: int, warmup: int,
+            depth_encoder: str) -> dict:
     flags = ["--height", str(height), "--width", str(width), "--batch_size", str(batch_size), "--use_posegt",
-             "--selfpp", "--weights_init", "scratch", "--device", device]
+             "--selfpp", "--weights_init", "scratch", "--device", device, "--depth_encoder", depth_encoder]
     if amp:
         flags.append("--amp")
     trainer = Trainer(GasMonoOptions().parse(flags), with_data=False)
@@ -61,8 +63,7 @@ def measure(device: str, amp: bool, batch_size: int, height: int, width: int, st
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        trainer.distill_state = None
-        _, losses = trainer.process_batch(batch)
+        _, losses, _ = trainer.process_batch(batch)
         trainer.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         trainer.optimizer.step()
@@ -85,14 +86,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--amp", choices=["off", "on", "both"], default="off",
                         help="bf16 autocast (CUDA only)")
+    parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER)
     args = parser.parse_args()
     amp_modes = {"off": [False], "on": [True], "both": [False, True]}[args.amp]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"device: {name}, {torch.get_num_threads()} threads, {args.height}x{args.width}, "
-          f"batch {args.batch_size}")
+          f"batch {args.batch_size}, depth encoder {args.depth_encoder}")
     print(f"{'precision':<10} {'items/s':>9} {'s/step':>8} {'peak MB':>9}")
     for amp in amp_modes:
-        result = measure(args.device, amp, args.batch_size, args.height, args.width, args.steps, args.warmup)
+        result = measure(args.device, amp, args.batch_size, args.height, args.width, args.steps, args.warmup,
+                         args.depth_encoder)
         label = "bf16 amp" if amp else "fp32"
         peak = "(RSS) " if not args.device.startswith("cuda") else ""
         print(f"{label:<10} {result['items_per_s']:>9.2f} {result['step_s']:>8.3f} {peak}{result['peak_mb']:>9.0f}")

@@ -67,9 +67,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from utils import AUGMENTATIONS as AUGMENTATIONS  # the names of --augmentation, re-exported
 from utils import GasMonoError
 
-AUGMENTATIONS = ("strong", "colorjitter", "none")
 ALBUMENTATIONS_SERIES = "1.3."
 
 # The release's pipeline, in order: (albumentations 1.3 transform, p, its parameters).

@@ -63,6 +63,8 @@ class EvalConfig:
         protocol: see :mod:`evaluation.protocols`; None = the split's default.
         data_path: root of the test set.
         load_weights_folder: checkpoint to evaluate (``encoder.pth``, ``depth.pth``).
+        depth_encoder: the depth encoder the checkpoint must hold; None takes
+            the one named in ``encoder.pth``.
         ext_disp_to_eval: ``.npy`` of ``N x h x w`` scaled disparities to
             evaluate instead of a checkpoint.
         gt_depths: ground-truth ``.npz`` overriding the split's default.
@@ -83,6 +85,7 @@ class EvalConfig:
     protocol: str | None = None
     data_path: str | None = None
     load_weights_folder: str | None = None
+    depth_encoder: str | None = None
     ext_disp_to_eval: str | None = None
     gt_depths: str | None = None
     frame_stride: int = 10
@@ -114,6 +117,7 @@ class EvalConfig:
             protocol=options.eval_protocol,
             data_path=options.data_path,
             load_weights_folder=options.load_weights_folder,
+            depth_encoder=options.depth_encoder,
             ext_disp_to_eval=options.ext_disp_to_eval,
             gt_depths=options.gt_depths,
             frame_stride=options.eval_frame_stride,
@@ -290,13 +294,13 @@ def evaluate(config: EvalConfig) -> dict:
         if writes:
             prepare_output_folder(out_dir, "results folder")
         test_set = ground_truth.source
-        checkpoint = None
+        checkpoint = depth_encoder = None
     else:
         if config.data_path is None or not Path(config.data_path).exists():
             raise GasMonoError(f"test data folder not found: {config.data_path}")
         device = resolve_device(config.device, config.no_cuda)
         estimator = DepthEstimator.from_checkpoint(
-            config.load_weights_folder, device, config.min_depth, config.max_depth
+            config.load_weights_folder, device, config.min_depth, config.max_depth, config.depth_encoder
         )
         height, width = estimator.height, estimator.width
         eval_set = build_eval_set(config, protocol, height, width)
@@ -313,12 +317,14 @@ def evaluate(config: EvalConfig) -> dict:
         ground_truth = eval_set.ground_truth
         test_set = eval_set.description
         checkpoint = str(config.load_weights_folder)
+        depth_encoder = estimator.depth_encoder
 
     results = {
         "split": config.split,
         "protocol": protocol.name,
         "protocol_definition": protocol.as_dict(),
         "checkpoint": checkpoint,
+        "depth_encoder": depth_encoder,
         "ext_disp_to_eval": config.ext_disp_to_eval,
         "height": int(height),
         "width": int(width),
@@ -366,7 +372,10 @@ def evaluate_checkpoint(
 
 def format_results(results: dict) -> str:
     """A printable table naming split, protocol, resolution, source and image count."""
-    source = results["checkpoint"] or f"disparities {results['ext_disp_to_eval']}"
+    if results["checkpoint"]:
+        source = f"{results['depth_encoder']} checkpoint {results['checkpoint']}"
+    else:
+        source = f"disparities {results['ext_disp_to_eval']}"
     lines = [
         f"split {results['split']} | protocol {results['protocol']} "
         f"({results['protocol_definition']['description']})",

@@ -1,5 +1,7 @@
 """AlignNet: refines the translation of a coarse pose (file ``trans.pth``,
-release class name ``TransDecoder``); see ``shared/spec/networks.md`` 3.3."""
+release class name ``TransDecoder``). The trainer keeps the coarse rotation and
+sets ``t = t_coarse * scale + t_residual`` from frame slot 0
+(:func:`layers.refine_coarse_pose`)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,11 +1,13 @@
-"""Checkpoint I/O: release-compatible weight folders and ImageNet initialisation.
+"""Checkpoint I/O: release-compatible weight folders (ImageNet initialisation
+is in :mod:`networks.pretrained`).
 
 A weights folder (``weights_<epoch>/``) holds one ``torch.save``d state dict per
 network, named as in the GasMono release:
 
-* ``encoder.pth`` (MPViT, followed by ``height``, ``width``, ``use_stereo``),
-  ``depth.pth``, ``pose_encoder.pth``, ``pose.pth``, ``trans_encoder.pth``,
-  ``trans.pth``;
+* ``encoder.pth`` (the depth encoder, followed by ``height``, ``width``,
+  ``use_stereo`` and, ours only, ``depth_encoder``: its name, e.g.
+  ``"resnet18"``; a file without it holds MPViT-small), ``depth.pth``,
+  ``pose_encoder.pth``, ``pose.pth``, ``trans_encoder.pth``, ``trans.pth``;
 * ``adam.pth``: the optimiser state dict (optional);
 * ``training_state.pth``: scheduler / epoch / step / RNG states (optional,
   ours; the release has no such file).
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils import GasMonoError, hidden_sibling
+from utils import DEFAULT_DEPTH_ENCODER, MODEL_NAMES, GasMonoError, hidden_sibling
 
 __all__ = [
     "MODEL_NAMES",
@@ -46,19 +48,19 @@ __all__ = [
     "load_weights_folder",
     "load_optimizer_state",
     "load_training_state",
-    "load_mpvit_imagenet",
-    "load_resnet_imagenet",
+    "read_depth_encoder_name",
+    "read_file",
+    "read_state_dict",
+    "load_strict",
+    "shape_text",
 ]
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "trans")
 # plain python values stored after the tensors of encoder.pth
-ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo")
+ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo", "depth_encoder")
 OPTIMIZER_FILE = "adam.pth"
 TRAINING_STATE_FILE = "training_state.pth"
-# keys of the ImageNet classifier head, absent from the depth encoder
-MPVIT_HEAD_PREFIX = "cls_head."
 # how many keys of each kind a mismatch message names
 MAX_KEYS_IN_MESSAGE = 3
 
@@ -86,7 +88,7 @@ def _numpy_safe_globals() -> list[Any]:
     return [reconstruct, np.ndarray, np.dtype, *dtype_classes]
 
 
-def _read(path: Path, what: str, weights_only: bool = True) -> Any:
+def read_file(path: Path, what: str, weights_only: bool = True) -> Any:
     """``torch.load`` on CPU with a one-line :class:`GasMonoError` on failure.
 
     A file that the weights-only unpickler refuses holds objects other than
@@ -109,8 +111,8 @@ def _read(path: Path, what: str, weights_only: bool = True) -> Any:
         raise GasMonoError(f"cannot read {what} {path} ({_first_sentence(error)}; truncated or corrupt?)") from None
 
 
-def _read_state_dict(path: Path, what: str) -> dict[str, Any]:
-    state = _read(path, what)
+def read_state_dict(path: Path, what: str) -> dict[str, Any]:
+    state = read_file(path, what)
     if not isinstance(state, Mapping):
         raise GasMonoError(f"{path}: expected a state dict, found {type(state).__name__}")
     return dict(state)
@@ -139,7 +141,7 @@ def _mismatch_message(path: Path, missing: list[str], unexpected: list[str], sha
     )
 
 
-def _shape_text(value: Any) -> str:
+def shape_text(value: Any) -> str:
     return str(list(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
@@ -149,7 +151,7 @@ def _compare(model: nn.Module, state: Mapping[str, Any]) -> tuple[list[str], lis
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     shape = [
-        f"{key} {_shape_text(state[key])} vs {_shape_text(expected[key])}"
+        f"{key} {shape_text(state[key])} vs {shape_text(expected[key])}"
         for key in expected
         if key in state
         and (not isinstance(state[key], torch.Tensor) or state[key].shape != expected[key].shape)
@@ -157,7 +159,7 @@ def _compare(model: nn.Module, state: Mapping[str, Any]) -> tuple[list[str], lis
     return missing, unexpected, shape
 
 
-def _load_strict(model: nn.Module, state: Mapping[str, Any], path: Path) -> None:
+def load_strict(model: nn.Module, state: Mapping[str, Any], path: Path) -> None:
     missing, unexpected, shape = _compare(model, state)
     if missing or unexpected or shape:
         raise GasMonoError(_mismatch_message(path, missing, unexpected, shape))
@@ -286,6 +288,7 @@ def save_weights_folder(
     use_stereo: bool,
     optimizer_state: dict | None = None,
     extra_state: dict | None = None,
+    depth_encoder: str = DEFAULT_DEPTH_ENCODER,
 ) -> Path:
     """Save networks (and optionally optimiser / training state) as a weights folder.
 
@@ -298,6 +301,8 @@ def save_weights_folder(
         optimizer_state: written to ``adam.pth`` when given.
         extra_state: written to ``training_state.pth`` when given (scheduler,
             epoch, step, RNG states; tensors, NumPy arrays and python values).
+        depth_encoder: the name ``models["encoder"]`` was built with
+            (:func:`networks.build_depth_encoder`), stored in ``encoder.pth``.
 
     Returns:
         The folder path.
@@ -325,6 +330,7 @@ def save_weights_folder(
                 state["height"] = int(height)
                 state["width"] = int(width)
                 state["use_stereo"] = bool(use_stereo)
+                state["depth_encoder"] = str(depth_encoder)
             _write(state, staging / f"{name}.pth")
         if optimizer_state is not None:
             _write(optimizer_state, staging / OPTIMIZER_FILE)
@@ -342,6 +348,7 @@ def load_weights_folder(
     folder: str | os.PathLike,
     models: Mapping[str, nn.Module],
     names: Iterable[str] | None = None,
+    depth_encoder: str | None = None,
 ) -> dict[str, Any]:
     """Load networks from a weights folder, strictly on the network keys.
 
@@ -349,16 +356,20 @@ def load_weights_folder(
         folder: a folder written by :func:`save_weights_folder` or by the release.
         models: networks keyed by :data:`MODEL_NAMES` names.
         names: which of them to load (default: all of ``models``).
+        depth_encoder: the name ``models["encoder"]`` was built with; when
+            given, ``encoder.pth`` must hold that encoder.
 
     Returns:
-        ``{"height": int, "width": int, "use_stereo": bool}`` read from
-        ``encoder.pth`` when the encoder was loaded (the entries present),
-        else an empty dict.
+        ``{"height": int, "width": int, "use_stereo": bool, "depth_encoder":
+        str}`` read from ``encoder.pth`` when the encoder was loaded (the
+        entries present; ``depth_encoder`` always, ``"mpvit_small"`` for a
+        file without a name), else an empty dict.
 
     Raises:
-        GasMonoError: missing folder or file, unreadable file, or a checkpoint
-            whose keys / shapes differ from the network (one-line message with
-            the file, the number of mismatches and the first mismatched keys).
+        GasMonoError: missing folder or file, unreadable file, a checkpoint
+            of another depth encoder than ``depth_encoder``, or one whose keys
+            / shapes differ from the network (one-line message with the file,
+            the number of mismatches and the first mismatched keys).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -372,12 +383,29 @@ def load_weights_folder(
     extras: dict[str, Any] = {}
     for name in names:
         path = folder / f"{name}.pth"
-        state = _read_state_dict(path, f"{name} checkpoint")
+        state = read_state_dict(path, f"{name} checkpoint")
         if name == "encoder":
             extras = {key: state.pop(key) for key in ENCODER_EXTRA_KEYS if key in state}
-        _load_strict(models[name], state, path)
+            extras.setdefault("depth_encoder", DEFAULT_DEPTH_ENCODER)
+            if depth_encoder is not None and extras["depth_encoder"] != depth_encoder:
+                raise GasMonoError(f"{path} holds the {extras['depth_encoder']} depth encoder, not {depth_encoder}")
+        load_strict(models[name], state, path)
         logger.info("loaded %s from %s", name, path)
     return extras
+
+
+def read_depth_encoder_name(folder: str | os.PathLike) -> str:
+    """The name of the depth encoder in a weights folder's ``encoder.pth``
+    (``"mpvit_small"`` for a file without one, e.g. the release's).
+
+    Raises:
+        GasMonoError: a missing or unreadable file, or a name that is not a string.
+    """
+    path = Path(folder) / "encoder.pth"
+    name = read_state_dict(path, "encoder checkpoint").get("depth_encoder", DEFAULT_DEPTH_ENCODER)
+    if not isinstance(name, str):
+        raise GasMonoError(f"{path}: the depth encoder's name is a {type(name).__name__}, not a string")
+    return name
 
 
 def load_optimizer_state(folder: str | os.PathLike) -> dict | None:
@@ -387,7 +415,7 @@ def load_optimizer_state(folder: str | os.PathLike) -> dict | None:
     if not path.is_file():
         logger.warning("%s not found: the optimiser starts from scratch", path)
         return None
-    return _read(path, "optimiser state")
+    return read_file(path, "optimiser state")
 
 
 def load_training_state(folder: str | os.PathLike) -> dict | None:
@@ -395,112 +423,4 @@ def load_training_state(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / TRAINING_STATE_FILE
     if not path.is_file():
         return None
-    return _read(path, "training state")
-
-
-# --------------------------------------------------------------------------
-# ImageNet initialisation
-# --------------------------------------------------------------------------
-
-
-def _shared_key_groups(model: nn.Module) -> dict[str, list[str]]:
-    """Map every state-dict key to all keys naming the same tensor (aliases)."""
-    by_tensor: dict[int, list[str]] = {}
-    for key, value in model.state_dict(keep_vars=True).items():
-        by_tensor.setdefault(id(value), []).append(key)
-    return {key: keys for keys in by_tensor.values() for key in keys}
-
-
-def load_mpvit_imagenet(model: nn.Module, path: str | os.PathLike | None) -> dict[str, list[str]] | None:
-    """Initialise the MPViT encoder from an ImageNet ``mpvit_small.pth``.
-
-    The file's ``"model"`` entry (or the file itself when it is a plain state
-    dict) is loaded non-strictly: keys the encoder lacks (the ``cls_head.*``
-    classifier) are dropped, keys with a different shape are skipped (listed
-    in ``shape_mismatch`` only), encoder keys absent from the file keep their
-    initial values. A key counts as missing only when none of its aliases
-    (shared position encodings) was loaded.
-
-    Returns:
-        ``{"dropped": [...], "missing": [...], "shape_mismatch": [...],
-        "loaded": [...]}``, or None (with a warning) when no file is given.
-
-    Raises:
-        GasMonoError: a file given but missing or unreadable.
-    """
-    if path is None:
-        logger.warning("no MPViT ImageNet checkpoint given; the encoder starts from scratch")
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise GasMonoError(f"MPViT ImageNet checkpoint not found: {path} (--mpvit_pretrained)")
-    try:
-        checkpoint = _read(path, "MPViT ImageNet checkpoint")
-    except GasMonoError:
-        # the original file may pickle training arguments; it is a trusted download
-        logger.info("%s: weights-only load refused, retrying with full unpickling", path)
-        checkpoint = _read(path, "MPViT ImageNet checkpoint", weights_only=False)
-    if isinstance(checkpoint, Mapping) and "model" in checkpoint:
-        checkpoint = checkpoint["model"]
-    if not isinstance(checkpoint, Mapping):
-        raise GasMonoError(f"{path}: expected a state dict under 'model', found {type(checkpoint).__name__}")
-
-    expected = model.state_dict()
-    dropped = [key for key in checkpoint if key not in expected]
-    shape_mismatch = [
-        key
-        for key, value in checkpoint.items()
-        if key in expected and (not isinstance(value, torch.Tensor) or value.shape != expected[key].shape)
-    ]
-    skipped = set(shape_mismatch)
-    filtered = {key: value for key, value in checkpoint.items() if key in expected and key not in skipped}
-    model.load_state_dict(filtered, strict=False)
-
-    aliases = _shared_key_groups(model)
-    missing = [
-        key for key in expected if key not in skipped and not any(alias in filtered for alias in aliases[key])
-    ]
-    head = [key for key in dropped if key.startswith(MPVIT_HEAD_PREFIX)]
-    other_dropped = [key for key in dropped if not key.startswith(MPVIT_HEAD_PREFIX)]
-    logger.info("loaded %d MPViT tensors from %s (dropped head keys: %s)", len(filtered), path, head)
-    if other_dropped:
-        logger.warning("%s: %d keys unknown to the encoder were dropped: %s", path, len(other_dropped), other_dropped)
-    if shape_mismatch:
-        logger.warning(
-            "%s: %d keys skipped because of a shape mismatch: %s",
-            path,
-            len(shape_mismatch),
-            [f"{key} {_shape_text(checkpoint[key])} vs {_shape_text(expected[key])}" for key in shape_mismatch],
-        )
-    if missing:
-        logger.warning("%s: %d encoder keys missing from the file keep their init: %s", path, len(missing), missing)
-    return {"dropped": dropped, "missing": missing, "shape_mismatch": shape_mismatch, "loaded": list(filtered)}
-
-
-def load_resnet_imagenet(encoder: nn.Module, path: str | os.PathLike | None, num_input_images: int) -> bool:
-    """Initialise a ``ResnetEncoder`` from a local torchvision ResNet state dict.
-
-    ``conv1.weight`` is repeated ``num_input_images`` times along the input
-    channels and divided by ``num_input_images``; the result is loaded strictly
-    into ``encoder.encoder``. Nothing is ever downloaded.
-
-    Returns:
-        True when loaded; False (with a warning) when no file is given.
-
-    Raises:
-        GasMonoError: a file given but missing or unreadable, or keys /
-            shapes of another architecture.
-    """
-    if path is None:
-        logger.warning("no ResNet ImageNet weights given; the encoder starts from scratch")
-        return False
-    path = Path(path)
-    if not path.is_file():
-        raise GasMonoError(f"ResNet ImageNet weights not found: {path} (--resnet_pretrained)")
-    state = _read_state_dict(path, "ResNet ImageNet weights")
-    conv1 = state.get("conv1.weight")
-    if isinstance(conv1, torch.Tensor) and num_input_images > 1:
-        state["conv1.weight"] = torch.cat([conv1] * num_input_images, dim=1) / num_input_images
-    _load_strict(encoder.encoder, state, path)
-    logger.info("loaded ResNet ImageNet weights from %s", path)
-    return True
+    return read_file(path, "training state")

@@ -4,8 +4,9 @@ Two branches run from the deepest encoder feature: a disparity branch with
 skip connections and an "edge" branch without skips that (a) conditions the
 disparity branch through a channel-attention module at every level and (b)
 predicts the convex-combination masks that upsample the coarse disparities to
-full resolution. State-dict keys match the published ``depth.pth`` files; see
-``shared/spec/networks.md`` section 2.
+full resolution. State-dict keys match the published ``depth.pth`` files
+(the module-list layout is described in :class:`DepthDecoder`). It works with
+any encoder of five feature maps at strides 2..32 (``num_ch_enc``).
 """
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ Multi-Path Vision Transformer (Lee et al., CVPR 2022) with GasMono's changes:
 a stride-2+1 stem, a stride-2 patch embedding in every stage and no
 classification head, so that it returns five feature maps at strides 2..32.
 State-dict keys (including the aliased keys of the shared position encodings)
-match the published GasMono ``encoder.pth`` files; see
-``shared/spec/networks.md`` section 1.
+match the published GasMono ``encoder.pth`` files.
 
 The file reads top to bottom: building blocks, the model, the factory.
 """
@@ -17,11 +16,9 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .checkpoints import load_mpvit_imagenet
+from .pretrained import load_mpvit_imagenet
 
-__all__ = ["MPViT", "mpvit_small", "MPVIT_SMALL_CHANNELS"]
-
-MPVIT_SMALL_CHANNELS = [64, 128, 216, 288, 288]
+__all__ = ["MPViT", "mpvit_small"]
 
 # relative-position windows of ConvRelPosEnc: kernel size -> number of heads
 CRPE_WINDOWS = {3: 2, 5: 3, 7: 3}
@@ -419,7 +416,7 @@ def mpvit_small(pretrained_path: str | None = None) -> MPViT:
 
     Args:
         pretrained_path: optional ImageNet ``mpvit_small.pth``; loaded
-            non-strictly by :func:`networks.checkpoints.load_mpvit_imagenet`
+            non-strictly by :func:`networks.pretrained.load_mpvit_imagenet`
             (a path to a missing file is a :class:`utils.GasMonoError`; None
             keeps the random initialisation).
     """

@@ -1,5 +1,7 @@
 """PoseNet decoder (file ``pose.pth``) and the regression head it shares with
-AlignNet; see ``shared/spec/networks.md`` sections 3.2 and 3.3."""
+AlignNet (file ``trans.pth``). Both are built with ``num_input_features=1``
+and ``num_frames_to_predict_for=2`` on a ResNet-18 pair encoder; the trainer
+uses frame slot 0 only. State-dict keys match the published files."""
 from __future__ import annotations
 
 from typing import Sequence

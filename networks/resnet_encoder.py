@@ -1,9 +1,11 @@
-"""ResNet encoder for stacked image pairs (PoseNet and AlignNet encoders).
+"""ResNet encoder (Monodepth2's): of stacked image pairs for PoseNet and
+AlignNet, of single images as a depth encoder (``--depth_encoder resnet18``).
 
 A torchvision ResNet (built without weights) whose stem takes ``3 * n``
 channels. State-dict keys match the published ``pose_encoder.pth`` /
-``trans_encoder.pth`` files (``encoder.`` + torchvision keys, unused ``fc``
-included); see ``shared/spec/networks.md`` section 3.1.
+``trans_encoder.pth`` files (``encoder.`` + torchvision keys, the unused
+``fc`` classifier included); the input is normalised inside, from [0, 1] RGB
+with mean 0.45 and standard deviation 0.225.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from torchvision import models
 
 from utils import GasMonoError
 
-from .checkpoints import load_resnet_imagenet
+from .pretrained import load_resnet_imagenet
 
 __all__ = ["ResnetEncoder", "IMAGE_MEAN", "IMAGE_STD"]
 

@@ -119,9 +119,11 @@ def test_saved_folder_holds_exactly_the_release_files(saved_folder):
 def test_encoder_file_layout(saved_folder, models):
     state = torch.load(saved_folder / "encoder.pth", map_location="cpu", weights_only=True)
     keys = list(state)
-    assert keys[:-3] == list(models["encoder"].state_dict())
-    assert len(keys) == 1261 + 3
-    assert keys[-3:] == ["height", "width", "use_stereo"]
+    assert keys[:-4] == list(models["encoder"].state_dict())
+    assert len(keys) == 1261 + 4
+    # the release's three entries, then the depth encoder's name (ours)
+    assert keys[-4:] == ["height", "width", "use_stereo", "depth_encoder"]
+    assert state["depth_encoder"] == "mpvit_small"
     assert type(state["height"]) is int and state["height"] == HEIGHT
     assert type(state["width"]) is int and state["width"] == WIDTH
     assert type(state["use_stereo"]) is bool and state["use_stereo"] is False
@@ -136,7 +138,7 @@ def test_round_trip_reproduces_outputs_exactly(saved_folder, models, other_model
     before = run_all(other_models)
     assert not torch.equal(before["disp0"], expected["disp0"])
     extras = load_weights_folder(saved_folder, other_models)
-    assert extras == {"height": HEIGHT, "width": WIDTH, "use_stereo": False}
+    assert extras == {"height": HEIGHT, "width": WIDTH, "use_stereo": False, "depth_encoder": "mpvit_small"}
     after = run_all(other_models)
     for key, value in expected.items():
         assert torch.equal(after[key], value), key
@@ -360,7 +362,7 @@ def test_mpvit_imagenet_checkpoint_loads_non_strictly(tmp_path, models, caplog):
     torch.manual_seed(8)
     encoder = mpvit_small()
     before = encoder.state_dict()[wrong].clone()
-    with caplog.at_level(logging.INFO, logger="networks.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="networks.pretrained"):
         report = load_mpvit_imagenet(encoder, path)
     assert report["dropped"] == ["cls_head.cls.weight", "cls_head.cls.bias"]
     assert report["shape_mismatch"] == [wrong]

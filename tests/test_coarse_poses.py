@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 
 import evaluate_pose as evaluate_pose_cli
 import layers
+import losses
 from coarse_poses.colmap import (
     SEQUENCE_LOG_FILE,
     SEQUENCE_RECORD_FILE,
@@ -183,10 +184,10 @@ def test_pose_convention_matches_the_photometric_warp(synthetic_data):
     inv_K = torch.linalg.inv(K)
     source = load_rgb(scene_dir / f"{target - 1:06d}.jpg")
     image = load_rgb(scene_dir / f"{target:06d}.jpg")
-    backproject, project, ssim = layers.BackprojectDepth(height, width), layers.Project3D(height, width), layers.SSIM()
+    backproject, project, ssim = layers.BackprojectDepth(height, width), layers.Project3D(height, width), losses.SSIM()
 
     def error(prediction: torch.Tensor) -> float:
-        return layers.photometric_error(prediction, image, ssim)[..., 16:-16, 16:-16].mean().item()
+        return losses.photometric_error(prediction, image, ssim)[..., 16:-16, 16:-16].mean().item()
 
     def warped_error(matrix: np.ndarray) -> float:
         T = torch.from_numpy(matrix.astype(np.float32)).unsqueeze(0)

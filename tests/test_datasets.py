@@ -17,11 +17,12 @@ from datasets.mono_dataset import load_split
 from datasets.nyu_dataset import NYUDataset
 from datasets.nyu_test_preparation import SHIPPED_TEST_LIST, read_test_list
 from datasets.splits import find_sequence_items, read_split_items, write_split_files
-from layers import SSIM, BackprojectDepth, Project3D, photometric_error, warp_image
+from layers import BackprojectDepth, Project3D, warp_image
+from losses import SSIM, photometric_error
 from options import GasMonoOptions
 from synthetic.dataset import generate_dataset
 from tools import export_kitti_gt, make_split
-from trainer import split_dir_of
+from training.data import split_dir_of
 from utils import PROJECT_ROOT, GasMonoError
 
 HEIGHT, WIDTH = 96, 128

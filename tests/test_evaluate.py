@@ -353,7 +353,8 @@ def test_ground_truth_is_checked_before_inference(nyu_setup, tmp_path, monkeypat
         raise AssertionError("inference ran before the ground truth was checked")
 
     monkeypatch.setattr("evaluation.evaluator.predict_disparities", no_inference)
-    with pytest.raises(GasMonoError, match=r"ground-truth map 0 is 240x320 \(H x W\); protocol nyu/eigen needs 480x640"):
+    message = r"ground-truth map 0 is 240x320 \(H x W\); protocol nyu/eigen needs 480x640"
+    with pytest.raises(GasMonoError, match=message):
         evaluate(EvalConfig(load_weights_folder=str(weights), data_path=str(small), out_dir=str(tmp_path),
                             progress=False))
     np.savez(small / "gt_depths.npz", data=np.ones((2, 480, 640), np.float32))

@@ -1,4 +1,4 @@
-"""Unit tests for the geometry, photometric and metric layers."""
+"""Unit tests for the geometry layers and the depth metrics."""
 from __future__ import annotations
 
 import math
@@ -7,12 +7,9 @@ import torch
 
 from evaluation.metrics import compute_depth_errors
 from layers import (
-    SSIM,
     BackprojectDepth,
     Project3D,
     disp_to_depth,
-    get_smooth_loss,
-    photometric_error,
     refine_coarse_pose,
     rot_from_axisangle,
     transformation_from_parameters,
@@ -77,28 +74,6 @@ def test_backproject_project_identity_returns_pixel_grid():
     warped = warp_image(image, depth, K, inv_K, torch.eye(4).repeat(batch, 1, 1),
                         BackprojectDepth(height, width), Project3D(height, width))
     assert torch.allclose(warped, image, atol=1e-5)
-
-
-def test_ssim_of_an_image_with_itself_is_zero_and_positive_otherwise():
-    image = torch.rand(2, 3, 16, 20)
-    ssim = SSIM()
-    assert ssim(image, image).abs().max() < 1e-6
-    assert ssim(image, torch.rand(2, 3, 16, 20)).mean() > 0.1
-
-
-def test_photometric_error_is_relative_l1_without_ssim():
-    target = torch.full((1, 3, 4, 4), 0.49)
-    prediction = torch.full((1, 3, 4, 4), 0.25)
-    error = photometric_error(prediction, target, ssim=None)
-    assert error.shape == (1, 1, 4, 4)
-    assert torch.allclose(error, torch.full_like(error, 0.24 / 0.5))
-    assert torch.allclose(photometric_error(target, target, SSIM()), torch.zeros(1, 1, 4, 4), atol=1e-6)
-
-
-def test_smoothness_is_zero_for_constant_disparity():
-    image = torch.rand(1, 3, 8, 8)
-    assert get_smooth_loss(torch.ones(1, 1, 8, 8), image) == 0
-    assert get_smooth_loss(torch.rand(1, 1, 8, 8), image) > 0
 
 
 def test_disp_to_depth_maps_zero_and_one_to_max_and_min_depth():

@@ -43,10 +43,8 @@ def trainer():
 
 def _run(trainer: Trainer, batch: dict, epoch: int, state):
     trainer.epoch = epoch
-    trainer.distill_state = state
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(batch)
-    return outputs, losses, trainer.distill_state
+        return trainer.process_batch(batch, state)
 
 
 def _assert_case(case: dict, outputs: dict, losses: dict, state) -> None:

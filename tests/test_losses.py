@@ -1,10 +1,11 @@
-"""Loss helpers: the release's accumulating tie-break noise and the best-disparity state."""
+"""Loss terms: SSIM, photometric error, smoothness, the release's accumulating tie-break noise and the
+best-disparity state."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from losses import BestDisparity, identity_errors_by_scale, with_identity
+from losses import SSIM, BestDisparity, get_smooth_loss, identity_errors_by_scale, photometric_error, with_identity
 
 
 def test_tie_break_noise_accumulates_over_scales_exactly():
@@ -39,7 +40,30 @@ def test_zero_noise_leaves_the_identity_errors_unchanged():
 
 def test_best_disparity_takes_strictly_lower_errors():
     state = BestDisparity.initial(torch.full((1, 1, 1, 3), 0.5))
-    state.update(torch.full((1, 1, 1, 3), 2.0), torch.tensor([[[[1.0, 1.0, 1.0]]]]))
-    state.update(torch.full((1, 1, 1, 3), 3.0), torch.tensor([[[[0.5, 1.0, 2.0]]]]))
-    assert state.disp.flatten().tolist() == [3.0, 2.0, 2.0]
-    assert state.error.flatten().tolist() == [0.5, 1.0, 1.0]
+    first = state.updated(torch.full((1, 1, 1, 3), 2.0), torch.tensor([[[[1.0, 1.0, 1.0]]]]))
+    second = first.updated(torch.full((1, 1, 1, 3), 3.0), torch.tensor([[[[0.5, 1.0, 2.0]]]]))
+    assert second.disp.flatten().tolist() == [3.0, 2.0, 2.0]
+    assert second.error.flatten().tolist() == [0.5, 1.0, 1.0]
+    assert first.disp.flatten().tolist() == [2.0, 2.0, 2.0] and state.disp.flatten().tolist() == [0.5, 0.5, 0.5]
+
+
+def test_ssim_of_an_image_with_itself_is_zero_and_positive_otherwise():
+    image = torch.rand(2, 3, 16, 20)
+    ssim = SSIM()
+    assert ssim(image, image).abs().max() < 1e-6
+    assert ssim(image, torch.rand(2, 3, 16, 20)).mean() > 0.1
+
+
+def test_photometric_error_is_relative_l1_without_ssim():
+    target = torch.full((1, 3, 4, 4), 0.49)
+    prediction = torch.full((1, 3, 4, 4), 0.25)
+    error = photometric_error(prediction, target, ssim=None)
+    assert error.shape == (1, 1, 4, 4)
+    assert torch.allclose(error, torch.full_like(error, 0.24 / 0.5))
+    assert torch.allclose(photometric_error(target, target, SSIM()), torch.zeros(1, 1, 4, 4), atol=1e-6)
+
+
+def test_smoothness_is_zero_for_constant_disparity():
+    image = torch.rand(1, 3, 8, 8)
+    assert get_smooth_loss(torch.ones(1, 1, 8, 8), image) == 0
+    assert get_smooth_loss(torch.rand(1, 1, 8, 8), image) > 0

@@ -67,6 +67,8 @@ def test_every_release_flag_exists_with_recipe_defaults():
     assert options.frame_ids == [0, -1, 1] and options.scales == [0, 1, 2, 3]
     assert options.decoder_learning_rate == 1e-4
     assert (options.min_depth, options.max_depth) == (0.1, 10.0)
+    # training takes mpvit_small; evaluation reads the checkpoint's encoder
+    assert options.depth_encoder is None
 
 
 @pytest.mark.parametrize(
@@ -93,6 +95,11 @@ def test_every_release_flag_exists_with_recipe_defaults():
         (["--wpp_ramp_epochs=-1"], "--wpp_ramp_epochs must be a finite number >= 0"),
         (["--pred_depth_scale_factor", "0"], "--pred_depth_scale_factor must be a finite number > 0"),
         (["--max_depth", "inf"], "--max_depth (finite)"),
+        (["--depth_encoder", "resnet34"], "argument --depth_encoder: invalid choice: 'resnet34'"),
+        (["--depth_encoder", "resnet18", "--mpvit_pretrained", "m.pth"],
+         "--mpvit_pretrained initialises --depth_encoder mpvit_small, not resnet18; use --depth_encoder_pretrained"),
+        (["--depth_encoder_pretrained", "r.pth"], "--depth_encoder_pretrained initialises a ResNet --depth_encoder"),
+        (["--depth_encoder", "mpvit_small", "--depth_encoder_pretrained", "r.pth"], "for mpvit_small use"),
     ],
 )
 def test_invalid_options_give_one_line_errors(argv, message, capsys):
@@ -118,3 +125,26 @@ def test_train_cli_reports_a_missing_data_path_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def _run_sh_array(name: str) -> list[str]:
+    """The words of the bash array ``name=(...)`` in run.sh."""
+    match = re.search(rf"^{name}=\((.*?)\)", (PROJECT_ROOT / "run.sh").read_text(), re.MULTILINE | re.DOTALL)
+    assert match, name
+    return match[1].split()
+
+
+def test_run_sh_baseline_is_monodepth2_on_nyu():
+    options = GasMonoOptions().parse(_run_sh_array("baseline_recipe"))
+    assert options.depth_encoder == "resnet18" and not options.use_posegt and not options.selfpp
+    assert (options.height, options.width, options.max_depth, options.model_name) == (256, 320, 10.0, "baseline")
+    assert (options.learning_rate, options.disparity_smoothness, options.batch_size) == (1e-4, 1e-3, 12)
+    gasmono = GasMonoOptions().parse(_run_sh_array("recipe"))
+    assert gasmono.depth_encoder is None and gasmono.use_posegt and gasmono.selfpp
+
+
+def test_run_sh_baseline_needs_a_data_path():
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "run.sh"), "baseline"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2 and result.stderr.startswith("error: baseline needs DATA_PATH")
+    assert "baseline DATA_PATH [train.py flags]" in result.stderr

@@ -1,4 +1,5 @@
-"""Trainer behaviour: ablation switches, optimiser layout, error handling.
+"""Trainer behaviour: ablation switches and their effects, the depth encoder
+choice, optimiser layout, error handling.
 
 Training runs on real data (learning, resume, DDP) are in
 ``test_training_runs.py``.
@@ -12,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from parity_fixtures import load_loss_batch
 
-from layers import get_smooth_loss
-from losses import mean_normalised
+from losses import SSIM, get_smooth_loss, mean_normalised, photometric_errors
+from networks import ResnetEncoder
 from options import GasMonoOptions
 from trainer import Trainer
 from utils import GasMonoError
@@ -45,18 +46,21 @@ def small_batch() -> dict:
     return batch
 
 
-def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
+def _one_step(flags: list[str], batch: dict, noise_std: float | None = None) -> tuple[Trainer, dict, dict]:
+    """One optimiser step on ``batch``; the trainer, and the outputs and losses of its forward pass."""
     trainer = Trainer(GasMonoOptions().parse(BASE_FLAGS + flags), with_data=False)
+    if noise_std is not None:
+        trainer.tie_break_noise_std = noise_std
     trainer.set_train()
     before = {name: p.detach().clone() for name, p in trainer.models["depth"].named_parameters()}
-    outputs, losses = trainer.process_batch(batch)
+    outputs, losses, _ = trainer.process_batch(batch)
     trainer.optimizer.zero_grad()
     losses["loss"].backward()
     trainer.optimizer.step()
     assert torch.isfinite(losses["loss"])
     changed = [name for name, p in trainer.models["depth"].named_parameters() if not torch.equal(p, before[name])]
     assert changed, "an optimiser step must change the depth decoder"
-    return trainer, losses
+    return trainer, outputs, losses
 
 
 @pytest.mark.parametrize(
@@ -74,9 +78,65 @@ def _one_step(flags: list[str], batch: dict) -> tuple[Trainer, dict]:
          "no_ssim", "channels_last"],
 )
 def test_ablation_switches_run_one_step(flags, present, absent, small_batch):
-    trainer, losses = _one_step(flags, small_batch)
+    trainer, _, losses = _one_step(flags, small_batch)
     assert present <= set(losses) and not absent & set(losses)
     assert ("trans" in trainer.models) == ("--use_posegt" in flags)
+
+
+def _min_reprojection(outputs: dict, batch: dict, scale: int, ssim: SSIM | None, average: bool,
+                      automasking: bool) -> float:
+    """``min_reprojection/<scale>`` recomputed from the warped sources (no tie-break noise)."""
+    target = batch[("color", 0, 0)]
+    with torch.no_grad():
+        candidates = photometric_errors([outputs[("color", f, scale)] for f in (-1, 1)], target, ssim, average)
+        if automasking:
+            identity = photometric_errors([batch[("color", f, 0)] for f in (-1, 1)], target, ssim, average)
+            candidates = torch.cat([identity, candidates], 1)
+    return float(candidates.min(1)[0].mean())
+
+
+@pytest.mark.parametrize("flag", [None, "--disable_automasking", "--avg_reprojection", "--no_ssim",
+                                  "--channels_last"])
+def test_each_ablation_flag_has_its_effect(flag, small_batch):
+    trainer, outputs, losses = _one_step(["--use_posegt", "--selfpp"] + ([flag] if flag else []), small_batch,
+                                         noise_std=0.0)
+    automasking, average, with_ssim = flag != "--disable_automasking", flag == "--avg_reprojection", flag != "--no_ssim"
+    masks = sorted(key for key in outputs if str(key).startswith("identity_selection/"))
+    assert masks == ([f"identity_selection/{scale}" for scale in range(4)] if automasking else [])
+    assert isinstance(trainer.ssim, SSIM) if with_ssim else trainer.ssim is None
+    ssim = SSIM() if with_ssim else None
+    for scale in range(4):
+        expected = _min_reprojection(outputs, small_batch, scale, ssim, average, automasking)
+        assert float(losses[f"min_reprojection/{scale}"]) == pytest.approx(expected, rel=1e-5)
+    # the other choices give other numbers on this batch, so the checks above can fail
+    for other in (_min_reprojection(outputs, small_batch, 0, ssim, not average, automasking),
+                  _min_reprojection(outputs, small_batch, 0, ssim, average, not automasking),
+                  _min_reprojection(outputs, small_batch, 0, None if with_ssim else SSIM(), average, automasking)):
+        assert abs(other - float(losses["min_reprojection/0"])) > 1e-3 * other
+    weights = [p for model in trainer.models.values() for p in model.parameters() if p.ndim == 4]
+    channels_last = [p.is_contiguous(memory_format=torch.channels_last) for p in weights]
+    assert all(channels_last) if flag == "--channels_last" else not all(channels_last)
+
+
+def test_a_resnet18_depth_encoder_trains_with_the_same_decoder(small_batch):
+    trainer, _, _ = _one_step(["--use_posegt", "--selfpp", "--depth_encoder", "resnet18"], small_batch)
+    encoder = trainer.models["encoder"]
+    assert isinstance(encoder, ResnetEncoder) and encoder.num_input_images == 1
+    assert trainer.depth_encoder == "resnet18" and trainer.models["depth"].num_ch_enc == [64, 64, 128, 256, 512]
+    assert [name for name, p in encoder.named_parameters() if not p.requires_grad] == ["encoder.fc.weight",
+                                                                                       "encoder.fc.bias"]
+    assert trainer.optimizer.param_groups[1]["params"] == list(encoder.parameters())
+    # every trainable parameter takes part in the loss (DDP needs no unused-parameter search)
+    for name, model in trainer.models.items():
+        unused = [key for key, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, (name, unused)
+
+
+def test_a_missing_depth_encoder_imagenet_file_is_a_clear_error(tmp_path):
+    options = GasMonoOptions().parse(BASE_FLAGS + ["--depth_encoder", "resnet50", "--depth_encoder_pretrained",
+                                                   str(tmp_path / "resnet50.pth")])
+    with pytest.raises(GasMonoError, match=r"ResNet ImageNet weights \(--depth_encoder_pretrained\) not found: "):
+        Trainer(options, with_data=False)
 
 
 def test_without_automasking_the_coarse_term_ignores_identity(small_batch):
@@ -84,10 +144,10 @@ def test_without_automasking_the_coarse_term_ignores_identity(small_batch):
                       with_data=False)
     trainer.set_eval()
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(small_batch)
+        outputs, losses, _ = trainer.process_batch(small_batch)
     assert not any(str(key).startswith("identity_selection") for key in outputs)
     target = small_batch[("color", 0, 0)]
-    errors = torch.cat([trainer._photometric_errors([outputs[("irw_img", f)]], target) for f in (-1, 1)], 1)
+    errors = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, trainer.ssim) for f in (-1, 1)], 1)
     expected = 0.2 * errors.min(1, keepdim=True)[0].mean()
     assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-6)
 
@@ -139,10 +199,10 @@ def test_accumulated_tie_break_noise_picks_the_best_disparity_from_every_scale(s
     trainer.set_eval()
     torch.manual_seed(0)
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(_identity_wins_batch(small_batch))
+        outputs, losses, state = trainer.process_batch(_identity_wins_batch(small_batch))
     identity_won = torch.stack([outputs[f"identity_selection/{scale}"] == 0 for scale in range(4)]).all(0)
     assert identity_won.float().mean() > 0.9
-    best = trainer.distill_state.disp
+    best = state.disp
     from_scale = [(best == outputs[("disp", scale)])[identity_won].float().mean().item() for scale in range(4)]
     assert sum(from_scale) == pytest.approx(1.0)
     assert from_scale[0] < 0.6 and min(from_scale[1:]) > 0.05, from_scale
@@ -165,10 +225,10 @@ def test_avg_reprojection_keeps_the_coarse_errors_per_source(small_batch):
     trainer.set_eval()
     trainer.tie_break_noise_std = 0.0
     with torch.no_grad():
-        outputs, losses = trainer.process_batch(small_batch)
+        outputs, losses, _ = trainer.process_batch(small_batch)
     target = small_batch[("color", 0, 0)]
-    identity = torch.cat([trainer._photometric_errors([small_batch[("color", f, 0)]], target) for f in (-1, 1)], 1)
-    coarse = torch.cat([trainer._photometric_errors([outputs[("irw_img", f)]], target) for f in (-1, 1)], 1)
+    identity = torch.cat([photometric_errors([small_batch[("color", f, 0)]], target, trainer.ssim) for f in (-1, 1)], 1)
+    coarse = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, trainer.ssim) for f in (-1, 1)], 1)
     candidates = torch.cat([identity.mean(1, keepdim=True), coarse], 1)
     expected = 0.2 * candidates.min(1, keepdim=True)[0].mean()
     averaged = 0.2 * torch.cat([identity.mean(1, keepdim=True), coarse.mean(1, keepdim=True)], 1).min(1)[0].mean()

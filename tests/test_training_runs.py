@@ -2,21 +2,28 @@
 run continues exactly like an uninterrupted one, DDP keeps the ranks' parameters
 identical (BatchNorm statistics are per rank, as in any DDP run), a
 non-finite loss stops the run naming only a checkpoint verified good,
-non-finite weights are never saved, and a run folder holds one run."""
+non-finite weights are never saved, a run folder holds one run, and a ResNet-18
+depth encoder trains from the command line into a checkpoint that evaluation
+and prediction load by the name it records."""
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PROJECT_ROOT
 
+import evaluate_depth
+import predict
+import train
 from coarse_poses.evaluation import load_gt_poses
 from coarse_poses.pose_files import coarse_poses_from_extrinsics, write_coarse_poses
 from datasets.splits import find_sequence_items, write_split_files
@@ -62,11 +69,11 @@ class LossRecorder:
         self._trainer = trainer
         trainer.process_batch = self
 
-    def __call__(self, inputs):
-        outputs, losses = self._process_batch(inputs)
+    def __call__(self, inputs, distill_state=None):
+        outputs, losses, state = self._process_batch(inputs, distill_state)
         if torch.is_grad_enabled():
             self.losses.append((self._trainer.epoch, losses["loss"].item()))
-        return outputs, losses
+        return outputs, losses, state
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints(tiny_set, tmp_path):
@@ -113,17 +120,39 @@ def test_resumed_run_continues_like_an_uninterrupted_one(tiny_set, tmp_path):
     models_dir = tmp_path / "b" / "run" / "models"
     assert json.loads((models_dir / "opt.1.json").read_text())["num_epochs"] == 1
     assert json.loads((models_dir / "opt.json").read_text())["num_epochs"] == 2
-    assert resumed.last_good_checkpoint == weights_0
+    assert resumed.health.last_good == weights_0
+
+
+def test_the_distillation_state_is_carried_across_the_passes_of_one_batch_only(tiny_set, tmp_path):
+    trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "2", "--max_train_steps", "2",
+                                                    "--log_frequency", "1")))
+    process_batch = trainer.process_batch
+    calls = []
+
+    def recording(inputs, distill_state=None):
+        outputs, losses, state = process_batch(inputs, distill_state)
+        calls.append((torch.is_grad_enabled(), distill_state, state))
+        return outputs, losses, state
+
+    trainer.process_batch = recording
+    trainer.train()
+    training = [(given, returned) for grad, given, returned in calls if grad]
+    validation = [(given, returned) for grad, given, returned in calls if not grad]
+    # epoch 0: one pass per batch; epoch 1 (--iiters_start_epoch 1): two, the second given the first's state
+    assert len(training) == 2 + 2 * 2 and all(given is None for given, _ in training[:2])
+    for (first_given, first_returned), (second_given, _) in zip(training[2::2], training[3::2]):
+        assert first_given is None and second_given is first_returned is not None
+    assert len(validation) == 4 and all(given is None and returned is not None for given, returned in validation)
 
 
 def test_non_finite_loss_stops_with_the_step(tiny_set, tmp_path):
     trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
     original = trainer.compute_losses
 
-    def poisoned(inputs, outputs):
-        losses = original(inputs, outputs)
+    def poisoned(inputs, outputs, distill_state=None):
+        losses, state = original(inputs, outputs, distill_state)
         losses["loss"] = losses["loss"] * float("nan")
-        return losses
+        return losses, state
 
     trainer.compute_losses = poisoned
     with pytest.raises(GasMonoError, match="non-finite loss at epoch 0, step 0"):
@@ -151,11 +180,11 @@ def test_last_good_checkpoint_is_one_a_finite_loss_verified(tiny_set, tmp_path):
                                                     "--max_train_steps", "1")))
     original = trainer.compute_losses
 
-    def poisoned_from_step_2(inputs, outputs):
-        losses = original(inputs, outputs)
+    def poisoned_from_step_2(inputs, outputs, distill_state=None):
+        losses, state = original(inputs, outputs, distill_state)
         if trainer.step >= 2:
             losses["loss"] = losses["loss"] * float("nan")
-        return losses
+        return losses, state
 
     trainer.compute_losses = poisoned_from_step_2
     with pytest.raises(GasMonoError) as info:
@@ -182,6 +211,36 @@ def test_non_finite_weights_are_not_saved(tiny_set, tmp_path):
         "depth.decoder.0.conv.conv.weight): weights_0 not saved; training stopped; "
         "no checkpoint of this run is verified good")
     assert [path.name for path in (tmp_path / "run" / "models").iterdir()] == ["opt.json"]
+
+
+def test_a_resnet18_depth_encoder_trains_and_its_checkpoint_loads_by_name(tiny_set, tmp_path, capsys):
+    flags = _flags(tiny_set, tmp_path, "--num_epochs", "1", "--max_train_steps", "2", "--depth_encoder", "resnet18")
+    result = subprocess.run([sys.executable, "train.py", *flags], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    weights = tmp_path / "run" / "models" / "weights_0"
+    assert torch.load(weights / "encoder.pth")["depth_encoder"] == "resnet18"
+    assert json.loads((weights.parent / "opt.json").read_text())["depth_encoder"] == "resnet18"
+
+    # evaluation and prediction are not told the encoder
+    test_set = tiny_set["data_path"].parent / "test"
+    evaluation = ["--load_weights_folder", str(weights), "--data_path", str(test_set), "--eval_protocol", "release",
+                  "--eval_out_dir", str(tmp_path / "eval"), "--no_cuda", "--num_workers", "0"]
+    results = evaluate_depth.main(evaluation)
+    assert results["depth_encoder"] == "resnet18" and math.isfinite(results["metrics"]["abs_rel"])
+    predict.main(["--load_weights_folder", str(weights), "--input", str(test_set / "color" / "0001.png"),
+                  "--output_dir", str(tmp_path / "predictions"), "--no_cuda"])
+    assert np.load(tmp_path / "predictions" / "0001_depth.npy").shape == (64, 96)
+
+    # the checkpoint given as another encoder's: one line, in evaluation and in training
+    expected = f"error: {weights / 'encoder.pth'} holds the resnet18 depth encoder, not mpvit_small"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        evaluate_depth.main(evaluation + ["--depth_encoder", "mpvit_small"])
+    assert info.value.code == 2 and capsys.readouterr().err.strip() == expected
+    with pytest.raises(SystemExit) as info:
+        train.main(_flags(tiny_set, tmp_path / "resumed", "--load_weights_folder", str(weights)))
+    assert info.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == expected
 
 
 def _existing_run(log_dir: Path, checkpoint: bool) -> Path:
@@ -227,7 +286,7 @@ def test_a_run_clears_what_an_interrupted_save_left(tiny_set, tmp_path, caplog):
     (models_dir / ".opt.json.77aa01.tmp").write_text("{")
     (models_dir / ".weights_0.51b2c3.old").mkdir()
     (models_dir / ".weights_0.51b2c3.old" / "encoder.pth").write_bytes(b"previous weights_0")
-    with caplog.at_level(logging.INFO, logger="trainer"):
+    with caplog.at_level(logging.INFO, logger="training.run_folder"):
         Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
     assert sorted(path.name for path in models_dir.iterdir()) == ["opt.json", "weights_0"]
     assert (models_dir / "weights_0" / "encoder.pth").read_bytes() == b"previous weights_0"
