@@ -89,7 +89,8 @@ def training_flags(
 
 def save_initial_weights(trainer: Trainer, folder: Path) -> Path:
     """Save the trainer's networks before any step, as a weights folder."""
-    return networks.save_weights_folder(folder, trainer.models, trainer.height, trainer.width, use_stereo=False)
+    return networks.save_weights_folder(folder, trainer.models, trainer.height, trainer.width, use_stereo=False,
+                                        depth_encoder=trainer.depth_encoder)
 
 
 def evaluate_weights(weights: Path, name: str, paths: DemoPaths, settings: DemoSettings,
