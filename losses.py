@@ -1,10 +1,21 @@
 """Every loss term of GasMono and the function that assembles them for a batch.
 
-Error maps are ``B x K x H x W`` with one channel ``K`` per candidate (source
-frame or identity) and are reduced with a per-pixel minimum (auto-masking).
+Error maps hold one channel ``K`` per candidate (source frame or identity)
+and are reduced with a per-pixel minimum (auto-masking).
 :func:`compute_batch_losses` is what ``Trainer.compute_losses`` runs: a new
 loss term is one function here plus one line in it (and a weight in
 :class:`Recipe` when it needs one).
+
+Two formulations of the same math live here: the per-comparison functions
+(:class:`SSIM` ``forward``, :func:`photometric_error`, :func:`get_smooth_loss`),
+one prediction, one target, one scale at a time as the release computes
+them; and the batched one that training runs, which compares every warped
+image of every scale and source with the target in one call
+(:meth:`BatchTerms.photometric_errors`) and reuses what depends on the input
+images only (the target's SSIM statistics, the identity errors, the edge
+weights of the smoothness term: :class:`BatchTerms`) across the passes of a
+batch. ``tests/test_batched_losses.py`` checks that both agree, gradients
+included.
 
 The recipe, per scale ``s`` of the decoder (all compared at full resolution):
 
@@ -24,11 +35,14 @@ by the number of scales.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+
+import photometric
+from photometric import L1_OFFSET, SSIM_C1, SSIM_C2, SSIM_WEIGHT, PhotometricTarget
 
 __all__ = [
     "TIE_BREAK_NOISE_STD",
@@ -39,12 +53,9 @@ __all__ = [
     "photometric_errors",
     "get_smooth_loss",
     "mean_normalised",
-    "min_over_candidates",
     "identity_errors_by_scale",
-    "with_identity",
-    "coarse_pose_term",
-    "smoothness_term",
     "self_distillation_loss",
+    "BatchTerms",
     "compute_batch_losses",
 ]
 
@@ -131,20 +142,22 @@ class BestDisparity:
 
 
 # --------------------------------------------------------------------------
-# photometric error and smoothness
+# photometric error and smoothness: one comparison at a time
 # --------------------------------------------------------------------------
 
 
 class SSIM(nn.Module):
     """Per-pixel SSIM loss ``clamp((1 - SSIM) / 2, 0, 1)`` with 3x3 average
-    pooling on reflection-padded inputs (``C1 = 0.01^2``, ``C2 = 0.03^2``)."""
+    pooling on reflection-padded inputs (``C1 = 0.01^2``, ``C2 = 0.03^2``),
+    one comparison at a time (training compares every prediction of a batch
+    at once: :func:`photometric.photometric_errors`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.pool = nn.AvgPool2d(3, 1)
         self.pad = nn.ReflectionPad2d(1)
-        self.c1 = 0.01**2
-        self.c2 = 0.03**2
+        self.c1 = SSIM_C1
+        self.c2 = SSIM_C2
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``x``, ``y`` ``B x C x H x W`` -> loss ``B x C x H x W``."""
@@ -161,7 +174,7 @@ class SSIM(nn.Module):
 
 
 def photometric_error(
-    prediction: torch.Tensor, target: torch.Tensor, ssim: SSIM | None, ssim_weight: float = 0.85
+    prediction: torch.Tensor, target: torch.Tensor, ssim: SSIM | None, ssim_weight: float = SSIM_WEIGHT
 ) -> torch.Tensor:
     """GasMono's photometric error, averaged over channels.
 
@@ -175,7 +188,7 @@ def photometric_error(
     Returns:
         ``B x 1 x H x W``.
     """
-    relative_l1 = (torch.abs(target - prediction) / (target + 0.01)).mean(1, True)
+    relative_l1 = (torch.abs(target - prediction) / (target + L1_OFFSET)).mean(1, True)
     if ssim is None:
         return relative_l1
     ssim_loss = ssim(prediction, target).mean(1, True)
@@ -206,27 +219,9 @@ def get_smooth_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 
 
 def mean_normalised(disp: torch.Tensor) -> torch.Tensor:
-    """``disp / mean(disp)`` per image (``B x 1 x H x W``)."""
-    mean_disp = disp.mean(2, True).mean(3, True)
+    """``disp / mean(disp)`` per image over its last two dimensions (``... x H x W``)."""
+    mean_disp = disp.mean(-2, True).mean(-1, True)
     return disp / (mean_disp + 1e-7)
-
-
-# --------------------------------------------------------------------------
-# minimum reprojection and auto-masking
-# --------------------------------------------------------------------------
-
-
-def min_over_candidates(errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel minimum over the candidate channel.
-
-    Args:
-        errors: ``B x K x H x W``.
-
-    Returns:
-        ``(min_error B x 1 x H x W, argmin B x 1 x H x W)``.
-    """
-    min_error, index = torch.min(errors, dim=1, keepdim=True)
-    return min_error, index
 
 
 def identity_errors_by_scale(identity_errors: torch.Tensor, num_scales: int, noise_std: float) -> list[torch.Tensor]:
@@ -257,69 +252,102 @@ def identity_errors_by_scale(identity_errors: torch.Tensor, num_scales: int, noi
     return by_scale
 
 
-def with_identity(identity_errors: torch.Tensor | None, errors: torch.Tensor) -> torch.Tensor:
-    """Prepend the identity candidates (when auto-masking) to ``errors``:
-    ``B x (K_identity + K) x H x W``."""
-    return errors if identity_errors is None else torch.cat([identity_errors, errors], 1)
-
-
-# --------------------------------------------------------------------------
-# the other terms
-# --------------------------------------------------------------------------
-
-
-def coarse_pose_term(identity_errors: torch.Tensor | None, coarse_errors: torch.Tensor, weight: float) -> torch.Tensor:
-    """``weight`` times the mean per-pixel minimum over the identity errors
-    (``B x K x H x W`` or None without auto-masking) and the errors of the
-    coarse-warped sources (``B x K x H x W``) -> a scalar."""
-    return weight * min_over_candidates(with_identity(identity_errors, coarse_errors))[0].mean()
-
-
-def smoothness_term(disp: torch.Tensor, target: torch.Tensor, weight: float, scale: int) -> torch.Tensor:
-    """``weight / 2**scale`` times the edge-aware smoothness of the mean-normalised
-    ``disp`` (``B x 1 x H x W``) along the edges of ``target`` -> a scalar."""
-    return weight * get_smooth_loss(mean_normalised(disp), target) / (2**scale)
-
-
 def self_distillation_loss(best_disp: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """``mean(log(1 + |best - disp|))`` with ``best`` a constant (no gradient)."""
     return torch.log(1 + torch.abs(best_disp.detach() - disp)).mean()
 
 
 # --------------------------------------------------------------------------
-# the batch
+# the batch: every comparison at once
 # --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """What the losses of a batch need of its input images alone, computed
+    once per batch and shared by every pass over it (see
+    ``Trainer.batch_terms``): nothing here depends on a network.
+
+    Attributes:
+        target: the target's share of every photometric comparison.
+        use_ssim: whether the photometric error has its SSIM term.
+        identity_errors: ``B x K x H x W`` the photometric errors of the raw
+            sources (``K`` sources, or 1 when averaged), without tie-break
+            noise; None without auto-masking.
+        edge_weights: ``exp(-|grad target|)`` along x (``B x 1 x H x W-1``)
+            and y (``B x 1 x H-1 x W``), of the smoothness term.
+    """
+
+    target: PhotometricTarget
+    use_ssim: bool
+    identity_errors: torch.Tensor | None
+    edge_weights: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def of(cls, inputs: Batch, source_frames: Sequence[int], recipe: Recipe) -> "BatchTerms":
+        """The terms of ``inputs`` (reads ``("color", f, 0)`` of the target and the sources)."""
+        image = inputs[("color", 0, 0)]
+        grad_x = torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:]), 1, keepdim=True)
+        grad_y = torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]), 1, keepdim=True)
+        terms = cls(PhotometricTarget.of(image), recipe.use_ssim, None, (torch.exp(-grad_x), torch.exp(-grad_y)))
+        if not recipe.use_automasking:
+            return terms
+        sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in source_frames]).unsqueeze(3)
+        identity = terms.photometric_errors(sources)[:, :, 0].transpose(0, 1)
+        if recipe.average_reprojection:
+            identity = identity.mean(1, keepdim=True)
+        return replace(terms, identity_errors=identity.contiguous())
+
+    def photometric_errors(self, predictions: torch.Tensor) -> torch.Tensor:
+        """:func:`photometric_error` of every image of ``predictions``
+        (``F x B x 3 x S x H x W``) against the target -> ``F x B x S x H x W``."""
+        return photometric.photometric_errors(predictions, self.target, self.use_ssim)
+
+    def smoothness(self, disps: torch.Tensor) -> torch.Tensor:
+        """:func:`get_smooth_loss` of the mean-normalised ``disps``
+        (``S x B x 1 x H x W``) along the target's edges -> ``S``."""
+        disps = mean_normalised(disps)
+        grad_x = torch.abs(disps[..., :-1] - disps[..., 1:]) * self.edge_weights[0]
+        grad_y = torch.abs(disps[..., :-1, :] - disps[..., 1:, :]) * self.edge_weights[1]
+        return grad_x.mean((1, 2, 3, 4)) + grad_y.mean((1, 2, 3, 4))
 
 
 def compute_batch_losses(
     inputs: Batch,
     outputs: dict,
     recipe: Recipe,
-    ssim: SSIM | None,
     scales: Sequence[int],
     source_frames: Sequence[int],
     epoch: int,
     distill_state: BestDisparity | None = None,
     noise_std: float = TIE_BREAK_NOISE_STD,
+    terms: BatchTerms | None = None,
 ) -> tuple[dict[str, torch.Tensor], BestDisparity | None]:
     """GasMono's losses of one batch (see the module docstring for the recipe).
 
+    Every scale and source is computed at once: the photometric errors of all
+    warped images in one call against the target's statistics, the minima,
+    coarse-pose and smoothness terms of all scales in one tensor each.
+
     Args:
         inputs: the input dict; reads ``("color", f, 0)`` for the target ``f = 0``
-            and every source frame (``B x 3 x H x W``).
-        outputs: the forward pass; reads ``("disp", s)``, ``("color", f, s)``
-            and, with coarse poses, ``("irw_img", f)`` (all ``H x W``). Adds
+            and every source frame (``B x 3 x H x W``) unless ``terms`` is given.
+        outputs: the forward pass; reads ``("disp", s)`` (``B x 1 x H x W``),
+            ``"reprojections"`` (``F x B x 3 x S x H x W``: source ``f`` warped
+            with the depth of scale ``s``) and, with coarse poses,
+            ``"coarse_warped"`` (``F x B x 3 x 1 x H x W``). Adds
             ``identity_selection/<s>`` (``B x 1 x H x W``, 1 where a
             reprojection won over the identity; only with auto-masking) and,
             with self-distillation, ``"best_disp"`` (``B x 1 x H x W``).
         recipe: the loss switches and weights.
-        ssim: the SSIM module, None for the relative L1 alone (``--no_ssim``).
         scales: decoder scales in the loss, ``0..N-1``.
-        source_frames: the source frame ids, e.g. ``[-1, 1]``.
+        source_frames: the source frame ids, e.g. ``[-1, 1]`` (the order of ``F``).
         epoch: the epoch (for the distillation weight's ramp).
         distill_state: the best disparity carried from the earlier passes
             over this batch; None starts from the scale-0 disparity.
-        noise_std: standard deviation of the tie-break noise (0: none).
+        noise_std: standard deviation of the tie-break noise (0: none); a
+            fresh draw per scale and call.
+        terms: :meth:`BatchTerms.of` the inputs when already computed.
 
     Returns:
         ``(losses, state)``: ``losses["loss"]`` is the total to optimise; also
@@ -329,49 +357,48 @@ def compute_batch_losses(
         ``selfpp_weight``. ``state`` is the updated best disparity (None
         without self-distillation); ``distill_state`` is not modified.
     """
-    target = inputs[("color", 0, 0)]
+    if terms is None:
+        terms = BatchTerms.of(inputs, source_frames, recipe)
     num_scales = len(scales)
+    disps = torch.stack([outputs[("disp", scale)] for scale in scales])  # S x B x 1 x H x W
+    reprojection = terms.photometric_errors(outputs["reprojections"]).permute(2, 1, 0, 3, 4)  # S x B x F
+    if recipe.average_reprojection:
+        reprojection = reprojection.mean(2, keepdim=True)
+
+    identity = None
+    if terms.identity_errors is not None:
+        identity = torch.stack(identity_errors_by_scale(terms.identity_errors, num_scales, noise_std))
+        min_error, index = torch.min(torch.cat([identity, reprojection], 2), dim=2, keepdim=True)
+        for scale, selected in zip(scales, index):
+            outputs[f"identity_selection/{scale}"] = (selected >= identity.shape[2]).float()
+    else:
+        min_error = torch.min(reprojection, dim=2, keepdim=True)[0]
+    min_reprojection = min_error.mean((1, 2, 3, 4))
+    loss = min_reprojection + recipe.smoothness_weight * terms.smoothness(disps) / torch.tensor(
+        [2.0**scale for scale in scales], device=disps.device)
+
     losses: dict[str, torch.Tensor] = {}
-
-    identity_by_scale: list[torch.Tensor | None] = [None] * num_scales
-    if recipe.use_automasking:
-        identity_errors = photometric_errors([inputs[("color", frame_id, 0)] for frame_id in source_frames],
-                                             target, ssim, recipe.average_reprojection)
-        identity_by_scale = identity_errors_by_scale(identity_errors, num_scales, noise_std)
-
-    coarse_errors = None
     if recipe.use_coarse_pose:
-        coarse_errors = photometric_errors([outputs[("irw_img", frame_id)] for frame_id in source_frames], target,
-                                           ssim)
+        coarse = terms.photometric_errors(outputs["coarse_warped"])[:, :, 0].transpose(0, 1)  # B x F x H x W
+        candidates = coarse.expand(num_scales, *coarse.shape)
+        if identity is not None:
+            candidates = torch.cat([identity, candidates], 2)
+        coarse_terms = recipe.coarse_pose_loss_weight * torch.min(candidates, dim=2)[0].mean((1, 2, 3))
+        losses["coarse_pose_loss"] = coarse_terms.mean()
+        loss = loss + coarse_terms
 
     state = None
     if recipe.use_self_distillation:
-        state = distill_state if distill_state is not None else BestDisparity.initial(outputs[("disp", 0)])
+        state = distill_state if distill_state is not None else BestDisparity.initial(disps[0])
+        for disp, error in zip(disps, min_error):
+            state = state.updated(disp, error)
+    for scale, scale_loss, scale_min in zip(scales, loss, min_reprojection):
+        losses[f"min_reprojection/{scale}"] = scale_min.detach()
+        losses[f"loss/{scale}"] = scale_loss
+    total = loss.sum()
 
-    total = 0.0
-    coarse_pose_terms = []
-    for scale, identity_errors in zip(scales, identity_by_scale):
-        disp = outputs[("disp", scale)]
-        reprojection_errors = photometric_errors([outputs[("color", frame_id, scale)] for frame_id in source_frames],
-                                                 target, ssim, recipe.average_reprojection)
-        min_error, index = min_over_candidates(with_identity(identity_errors, reprojection_errors))
-        if identity_errors is not None:
-            outputs[f"identity_selection/{scale}"] = (index >= identity_errors.shape[1]).float()
-        loss = min_error.mean()
-        losses[f"min_reprojection/{scale}"] = loss.detach()
-        if coarse_errors is not None:
-            coarse_pose_terms.append(coarse_pose_term(identity_errors, coarse_errors, recipe.coarse_pose_loss_weight))
-            loss = loss + coarse_pose_terms[-1]
-        loss = loss + smoothness_term(disp, target, recipe.smoothness_weight, scale)
-        if state is not None:
-            state = state.updated(disp, min_error)
-        losses[f"loss/{scale}"] = loss
-        total = total + loss
-
-    if coarse_pose_terms:
-        losses["coarse_pose_loss"] = torch.stack(coarse_pose_terms).mean()
     if state is not None:
-        distill = sum(self_distillation_loss(state.disp, outputs[("disp", scale)]) for scale in scales)
+        distill = torch.log(1 + torch.abs(state.disp - disps)).mean((1, 2, 3, 4)).sum()
         weight = recipe.distill_loss_weight(epoch)
         total = total + weight * distill
         losses["selfpp_loss"] = distill

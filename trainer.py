@@ -34,15 +34,8 @@ from tqdm import tqdm
 
 import networks
 from distributed import DistributedContext, init_distributed
-from layers import (
-    BackprojectDepth,
-    Project3D,
-    disp_to_depth,
-    refine_coarse_pose,
-    transformation_from_parameters,
-    warp_image,
-)
-from losses import SSIM, TIE_BREAK_NOISE_STD, BestDisparity, Recipe, compute_batch_losses
+from layers import BatchedWarp, disp_to_depth, refine_coarse_pose, transformation_from_parameters
+from losses import TIE_BREAK_NOISE_STD, BatchTerms, BestDisparity, Recipe, compute_batch_losses
 from training.data import build_loaders
 from training.health import CheckpointHealth
 from training.models import build_models, build_optimizer, depth_encoder_of
@@ -126,9 +119,9 @@ class Trainer:
             self.load_model()
         self.nets = self._wrap_for_training()
 
-        self.backproject = BackprojectDepth(self.height, self.width).to(self.device)
-        self.project = Project3D(self.height, self.width).to(self.device)
-        self.ssim = SSIM().to(self.device) if self.recipe.use_ssim else None
+        self.warp = BatchedWarp(self.height, self.width).to(self.device)
+        # the loss terms of the last batch that depend on its images only, with what they were computed from
+        self._batch_terms: tuple[list[tuple[torch.Tensor, int]], BatchTerms] | None = None
 
         if with_data and self.dist.is_main:
             prepare_run_folder(self.log_path, {**vars(options), "depth_encoder": self.depth_encoder},
@@ -240,25 +233,50 @@ class Trainer:
             optimise, ``state`` the self-distillation state to give to the
             next pass over the same batch (None without ``--selfpp``).
         """
-        inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()
-                  if isinstance(value, torch.Tensor)}
+        device_inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()
+                         if isinstance(value, torch.Tensor)}
         with self._autocast():
-            features = self.nets["encoder"](self._network_input(inputs[("color_aug", 0, 0)]))
+            features = self.nets["encoder"](self._network_input(device_inputs[("color_aug", 0, 0)]))
             outputs = self.nets["depth"](features)
         outputs = {key: value.float() for key, value in outputs.items()}
         if self.recipe.use_coarse_pose:
-            outputs.update(self.generate_images_posegt(inputs, outputs))
-        outputs.update(self.predict_poses(inputs, outputs))
-        self.generate_images_pred(inputs, outputs)
-        losses, state = self.compute_losses(inputs, outputs, distill_state)
+            outputs.update(self.generate_images_posegt(device_inputs, outputs))
+        outputs.update(self.predict_poses(device_inputs, outputs))
+        self.generate_images_pred(device_inputs, outputs)
+        terms = self.batch_terms(inputs, device_inputs)
+        losses, state = self.compute_losses(device_inputs, outputs, distill_state, terms)
         return outputs, losses, state
+
+    def batch_terms(self, inputs: Batch, device_inputs: Batch) -> BatchTerms:
+        """The loss terms that depend on the images of the batch only (:class:`losses.BatchTerms`).
+
+        Computed once per batch: they are reused while the frames given
+        (``inputs``, before moving to the device) are the same tensors, not
+        modified in place since (their version counters), as in the passes of
+        self-distillation over one batch. Images that require a gradient are
+        never reused.
+        """
+        fingerprint = [(inputs[("color", frame_id, 0)], inputs[("color", frame_id, 0)]._version)
+                       for frame_id in self.opt.frame_ids]
+        if self._batch_terms is not None:
+            cached, terms = self._batch_terms
+            if all(a is b and version_a == version_b for (a, version_a), (b, version_b) in zip(cached, fingerprint)):
+                return terms
+        terms = BatchTerms.of(device_inputs, self.source_frames, self.recipe)
+        grad = any(image.requires_grad for image, _ in fingerprint)
+        self._batch_terms = None if grad else (fingerprint, terms)
+        return terms
 
     def generate_images_posegt(self, inputs: Batch, outputs: dict) -> dict:
         """Warp each source to the target with its coarse pose, whose
-        translation AlignNet rescales and corrects.
+        translation AlignNet rescales and corrects (AlignNet runs once per
+        source, so that batch normalisation sees the release's batches; the
+        sources are warped together).
 
-        Returns ``("coarse_T", f)`` (``B x 4 x 4``) and ``("irw_img", f)``
-        (``B x 3 x H x W``) for every source frame ``f``, to add to ``outputs``.
+        Returns ``("coarse_T", f)`` (``B x 4 x 4``), ``("irw_img", f)``
+        (``B x 3 x H x W``) for every source frame ``f`` and
+        ``"coarse_warped"`` (``F x B x 3 x 1 x H x W``, the same images), to
+        add to ``outputs``.
         """
         _, depth = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
         target_aug = inputs[("color_aug", 0, 0)]
@@ -267,17 +285,18 @@ class Trainer:
             pair = temporal_pair(inputs[("color_aug", frame_id, 0)], target_aug, frame_id)
             with self._autocast():
                 translation, scale = self.nets["trans"]([self.nets["trans_encoder"](self._network_input(pair))])
-            pose = refine_coarse_pose(inputs[("pose_gt", frame_id)], translation[:, 0].float(),
-                                      scale[:, 0].float(), invert=frame_id < 0)
-            warped[("coarse_T", frame_id)] = pose
-            warped[("irw_img", frame_id)] = warp_image(
-                inputs[("color", frame_id, 0)], depth, inputs[("K", 0)], inputs[("inv_K", 0)], pose,
-                self.backproject, self.project,
-            )
+            warped[("coarse_T", frame_id)] = refine_coarse_pose(
+                inputs[("pose_gt", frame_id)], translation[:, 0].float(), scale[:, 0].float(), invert=frame_id < 0)
+        sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.source_frames])
+        poses = torch.stack([warped[("coarse_T", frame_id)] for frame_id in self.source_frames])
+        coarse = self.warp(sources, depth.unsqueeze(0), inputs[("K", 0)], inputs[("inv_K", 0)], poses)
+        warped["coarse_warped"] = coarse
+        for index, frame_id in enumerate(self.source_frames):
+            warped[("irw_img", frame_id)] = coarse[index, :, :, 0]
         return warped
 
     def predict_poses(self, inputs: Batch, outputs: dict) -> dict:
-        """PoseNet on (source, target) pairs in temporal order.
+        """PoseNet on (source, target) pairs in temporal order, once per source.
 
         With coarse poses the source is the coarse-warped image (not
         augmented) and the pose is a residual; the target is augmented.
@@ -303,39 +322,45 @@ class Trainer:
         return poses
 
     def generate_images_pred(self, inputs: Batch, outputs: dict) -> None:
-        """For every scale, warp each source (the coarse-warped one with
-        coarse poses) into the target with that scale's depth; adds
-        ``("depth", 0, s)`` (``B x 1 x H x W``) and ``("color", f, s)``
+        """Warp each source (the coarse-warped one with coarse poses) into the
+        target with the depth of every scale, all in one sampling call; adds
+        ``("depth", 0, s)`` (``B x 1 x H x W``), ``"reprojections"``
+        (``F x B x 3 x S x H x W``) and its views ``("color", f, s)``
         (``B x 3 x H x W``) to ``outputs``."""
+        disps = []
         for scale in self.opt.scales:
             disp = outputs[("disp", scale)]
             if disp.shape[-2:] != (self.height, self.width):
                 disp = F.interpolate(disp, [self.height, self.width], mode="bilinear", align_corners=False)
-            _, depth = disp_to_depth(disp, self.opt.min_depth, self.opt.max_depth)
-            outputs[("depth", 0, scale)] = depth
-            for frame_id in self.source_frames:
-                if self.recipe.use_coarse_pose:
-                    source = outputs[("irw_img", frame_id)]
-                else:
-                    source = inputs[("color", frame_id, 0)]
-                outputs[("color", frame_id, scale)] = warp_image(
-                    source, depth, inputs[("K", 0)], inputs[("inv_K", 0)],
-                    outputs[("cam_T_cam", 0, frame_id)], self.backproject, self.project,
-                )
+            disps.append(disp)
+        _, depths = disp_to_depth(torch.stack(disps), self.opt.min_depth, self.opt.max_depth)
+        if self.recipe.use_coarse_pose:
+            sources = outputs["coarse_warped"][:, :, :, 0]
+        else:
+            sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.source_frames])
+        poses = torch.stack([outputs[("cam_T_cam", 0, frame_id)] for frame_id in self.source_frames])
+        reprojections = self.warp(sources, depths, inputs[("K", 0)], inputs[("inv_K", 0)], poses)
+        outputs["reprojections"] = reprojections
+        for scale_index, scale in enumerate(self.opt.scales):
+            outputs[("depth", 0, scale)] = depths[scale_index]
+            for index, frame_id in enumerate(self.source_frames):
+                outputs[("color", frame_id, scale)] = reprojections[index, :, :, scale_index]
 
     def compute_losses(
-        self, inputs: Batch, outputs: dict, distill_state: BestDisparity | None = None
+        self, inputs: Batch, outputs: dict, distill_state: BestDisparity | None = None,
+        terms: BatchTerms | None = None,
     ) -> tuple[dict[str, torch.Tensor], BestDisparity | None]:
         """The recipe's losses, :func:`losses.compute_batch_losses` (which
         lists them); adds ``identity_selection/<s>`` (with auto-masking) and
-        ``best_disp`` (with self-distillation) to ``outputs``.
+        ``best_disp`` (with self-distillation) to ``outputs``. ``terms``: the
+        batch's :class:`losses.BatchTerms` when already computed.
 
         Returns:
             ``(losses, state)``: the losses and the updated self-distillation
             state (None without ``--selfpp``).
         """
-        return compute_batch_losses(inputs, outputs, self.recipe, self.ssim, self.opt.scales, self.source_frames,
-                                    self.epoch, distill_state, self.tie_break_noise_std)
+        return compute_batch_losses(inputs, outputs, self.recipe, self.opt.scales, self.source_frames, self.epoch,
+                                    distill_state, self.tie_break_noise_std, terms)
 
     # ------------------------------------------------------------- validation
     def val(self) -> None:

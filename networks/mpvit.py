@@ -65,8 +65,9 @@ def _reset_batchnorm_(bn: nn.BatchNorm2d) -> None:
 
 
 def _tokens_to_map(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """B x N x C tokens (row-major, N = H*W) -> B x C x H x W."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], height, width)
+    """B x N x C tokens (row-major, N = H*W) -> B x C x H x W, a channels-last
+    view of contiguous tokens (no copy)."""
+    return x.reshape(x.shape[0], height, width, x.shape[2]).permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------
@@ -309,8 +310,7 @@ class MHCAEncoder(nn.Module):
         """x: B x N x C tokens -> B x C x H x W map."""
         for layer in self.MHCA_layers:
             x = layer(x, size)
-        height, width = size
-        return x.reshape(x.shape[0], height, width, -1).permute(0, 3, 1, 2).contiguous()
+        return _tokens_to_map(x, *size)
 
 
 class MHCA_stage(nn.Module):
@@ -355,6 +355,12 @@ class MPViT(nn.Module):
     H and W multiples of 32. Output: list of maps at strides 2, 4, 8, 16, 32
     with channels ``[embed_dims[0]] + stage output channels``
     (``[64, 128, 216, 288, 288]`` for MPViT-small).
+
+    With ``channels_last`` (the default) the network runs in channels-last
+    memory: the transformers' ``B x N x C`` tokens are then the feature maps
+    themselves, so that moving between maps and tokens copies nothing (the
+    release's numbers up to float rounding; faster on the CPU, where it was
+    measured). ``channels_last = False`` runs NCHW, as the release does.
     """
 
     def __init__(
@@ -366,8 +372,10 @@ class MPViT(nn.Module):
         num_heads: Sequence[int] = (8, 8, 8, 8),
         drop_path_rate: float = 0.2,
         in_chans: int = 3,
+        channels_last: bool = True,
     ):
         super().__init__()
+        self.channels_last = channels_last
         num_stages = len(embed_dims)
         out_dims = list(embed_dims[1:]) + [embed_dims[-1]]
         rates = torch.linspace(0, drop_path_rate, sum(num_layers)).tolist()
@@ -402,7 +410,9 @@ class MPViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: B x 3 x H x W -> [B x 64 x H/2 x W/2, B x 128 x H/4 x W/4, ...,
-        B x 288 x H/32 x W/32] (MPViT-small)."""
+        B x 288 x H/32 x W/32] (MPViT-small), channels-last in memory when ``channels_last``."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         features = [x]
         for embed, stage in zip(self.patch_embed_stages, self.mhca_stages):

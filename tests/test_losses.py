@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from losses import SSIM, BestDisparity, get_smooth_loss, identity_errors_by_scale, photometric_error, with_identity
+from losses import SSIM, BestDisparity, get_smooth_loss, identity_errors_by_scale, photometric_error
 
 
 def test_tie_break_noise_accumulates_over_scales_exactly():
@@ -34,8 +34,6 @@ def test_tie_break_noise_variance_grows_with_the_scale():
 def test_zero_noise_leaves_the_identity_errors_unchanged():
     base = torch.rand(1, 2, 4, 4)
     assert all(errors is base for errors in identity_errors_by_scale(base, 4, noise_std=0.0))
-    assert with_identity(None, base) is base
-    assert with_identity(base, base).shape == (1, 4, 4, 4)
 
 
 def test_best_disparity_takes_strictly_lower_errors():

@@ -103,7 +103,7 @@ def test_each_ablation_flag_has_its_effect(flag, small_batch):
     automasking, average, with_ssim = flag != "--disable_automasking", flag == "--avg_reprojection", flag != "--no_ssim"
     masks = sorted(key for key in outputs if str(key).startswith("identity_selection/"))
     assert masks == ([f"identity_selection/{scale}" for scale in range(4)] if automasking else [])
-    assert isinstance(trainer.ssim, SSIM) if with_ssim else trainer.ssim is None
+    assert trainer.recipe.use_ssim == with_ssim
     ssim = SSIM() if with_ssim else None
     for scale in range(4):
         expected = _min_reprojection(outputs, small_batch, scale, ssim, average, automasking)
@@ -147,9 +147,10 @@ def test_without_automasking_the_coarse_term_ignores_identity(small_batch):
         outputs, losses, _ = trainer.process_batch(small_batch)
     assert not any(str(key).startswith("identity_selection") for key in outputs)
     target = small_batch[("color", 0, 0)]
-    errors = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, trainer.ssim) for f in (-1, 1)], 1)
+    errors = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, SSIM()) for f in (-1, 1)], 1)
     expected = 0.2 * errors.min(1, keepdim=True)[0].mean()
-    assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-6)
+    # the trainer compares all images at once (float32 sums in another order): 1e-5, as for min_reprojection
+    assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_optimizer_groups_follow_the_release_layout():
@@ -227,10 +228,10 @@ def test_avg_reprojection_keeps_the_coarse_errors_per_source(small_batch):
     with torch.no_grad():
         outputs, losses, _ = trainer.process_batch(small_batch)
     target = small_batch[("color", 0, 0)]
-    identity = torch.cat([photometric_errors([small_batch[("color", f, 0)]], target, trainer.ssim) for f in (-1, 1)], 1)
-    coarse = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, trainer.ssim) for f in (-1, 1)], 1)
+    identity = torch.cat([photometric_errors([small_batch[("color", f, 0)]], target, SSIM()) for f in (-1, 1)], 1)
+    coarse = torch.cat([photometric_errors([outputs[("irw_img", f)]], target, SSIM()) for f in (-1, 1)], 1)
     candidates = torch.cat([identity.mean(1, keepdim=True), coarse], 1)
     expected = 0.2 * candidates.min(1, keepdim=True)[0].mean()
     averaged = 0.2 * torch.cat([identity.mean(1, keepdim=True), coarse.mean(1, keepdim=True)], 1).min(1)[0].mean()
-    assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(losses["coarse_pose_loss"]) == pytest.approx(float(expected), rel=1e-5)
     assert abs(float(expected) - float(averaged)) > 1e-3 * float(expected)

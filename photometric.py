@@ -1,0 +1,165 @@
+"""GasMono's photometric error of many predictions against one target, in one call.
+
+The error of a prediction ``x`` against the target ``y``, per pixel and
+averaged over the colour channels, is the release's
+
+    0.85 * clamp((1 - SSIM(x, y)) / 2, 0, 1) + 0.15 * |y - x| / (y + 0.01)
+
+with SSIM on 3x3 means of reflection-padded images (``C1 = 0.01^2``,
+``C2 = 0.03^2``); :class:`losses.SSIM` and :func:`losses.photometric_error`
+compute it one comparison at a time. Here every prediction of a batch (all
+sources warped at all scales) is compared at once: the target's share (its
+padded image, mean and variance: :class:`PhotometricTarget`) is computed once
+per batch, each prediction costs three 3x3 means instead of five, and the
+gradient is written out by hand (:class:`SSIMRelativeL1`), in place, instead
+of recorded operation by operation. The numbers are the same up to float
+rounding (``tests/test_batched_losses.py``).
+
+Shapes: predictions ``F x B x 3 x S x H x W`` (``F`` sources, ``S`` images
+per source, e.g. one per scale) against a target ``B x 3 x H x W``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["SSIM_C1", "SSIM_C2", "SSIM_WEIGHT", "L1_OFFSET", "box_mean", "PhotometricTarget", "photometric_errors"]
+
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+# weight of the SSIM term (the relative L1 has 1 - SSIM_WEIGHT)
+SSIM_WEIGHT = 0.85
+# the relative L1 divides by target + L1_OFFSET
+L1_OFFSET = 0.01
+
+
+def _planes(x: torch.Tensor) -> torch.Tensor:
+    """``... x H x W`` -> ``N x H x W`` (a view when ``x`` is contiguous)."""
+    return x.reshape(-1, *x.shape[-2:])
+
+
+def reflection_pad(x: torch.Tensor) -> torch.Tensor:
+    """Reflection padding by one pixel of every plane: ``... x H x W`` -> ``... x H+2 x W+2``."""
+    padded = F.pad(_planes(x), (1, 1, 1, 1), mode="reflect")
+    return padded.view(*x.shape[:-2], *padded.shape[-2:])
+
+
+def box_mean(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean without padding (``AvgPool2d(3, 1)``), as two separable
+    3-sums: ``... x H+2 x W+2`` -> ``... x H x W``."""
+    rows = x[..., :-2] + x[..., 1:-1]
+    rows += x[..., 2:]
+    out = rows[..., :-2, :] + rows[..., 1:-1, :]
+    out += rows[..., 2:, :]
+    return out.div_(9)
+
+
+def _box_mean_adjoint(grad: torch.Tensor) -> torch.Tensor:
+    """The transpose of :func:`box_mean`: ``... x H x W`` -> ``... x H+2 x W+2``."""
+    return box_mean(F.pad(_planes(grad), (2, 2, 2, 2)).view(*grad.shape[:-2], grad.shape[-2] + 4, grad.shape[-1] + 4))
+
+
+@dataclass(frozen=True)
+class PhotometricTarget:
+    """The target's share of every comparison, shaped ``B x 3 x 1 x H x W``
+    (``padded``: ``H+2 x W+2``) to broadcast against ``F x B x 3 x S x H x W``.
+
+    Attributes:
+        image: the target ``y``.
+        l1_denominator: ``y + 0.01``.
+        padded: ``y`` reflection-padded by one pixel.
+        mu: 3x3 mean ``mu_y``.
+        two_mu: ``2 mu_y``.
+        mu_sq_c1: ``mu_y^2 + C1``.
+        sigma_c2: the 3x3 variance ``sigma_y`` plus ``C2``.
+    """
+
+    image: torch.Tensor
+    l1_denominator: torch.Tensor
+    padded: torch.Tensor
+    mu: torch.Tensor
+    two_mu: torch.Tensor
+    mu_sq_c1: torch.Tensor
+    sigma_c2: torch.Tensor
+
+    @classmethod
+    def of(cls, target: torch.Tensor) -> "PhotometricTarget":
+        """From a ``B x 3 x H x W`` target."""
+        image = target.unsqueeze(2)
+        padded = reflection_pad(image)
+        mu = box_mean(padded)
+        mu_sq = mu * mu
+        sigma = box_mean(padded * padded) - mu_sq
+        return cls(image, image + L1_OFFSET, padded, mu, 2 * mu, mu_sq + SSIM_C1, sigma + SSIM_C2)
+
+
+class SSIMRelativeL1(torch.autograd.Function):
+    """The photometric error with its gradient written out (predictions only;
+    the target is data). ``apply(predictions, target)``:
+    ``F x B x 3 x S x H x W`` -> ``F x B x S x H x W``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, target: PhotometricTarget) -> torch.Tensor:
+        padded = reflection_pad(x)
+        mu_x = box_mean(padded)
+        mu_x_sq = mu_x * mu_x
+        sigma_c2 = box_mean(padded * padded).sub_(mu_x_sq).add_(target.sigma_c2)  # sigma_x + sigma_y + C2
+        sigma_xy = box_mean(padded * target.padded).sub_(mu_x * target.mu).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
+        mean_term = torch.mul(mu_x, target.two_mu).add_(SSIM_C1)  # 2 mu_x mu_y + C1
+        mu_sq_c1 = mu_x_sq.add_(target.mu_sq_c1)  # mu_x^2 + mu_y^2 + C1
+        ssim = mean_term * sigma_xy
+        ssim /= mu_sq_c1 * sigma_c2
+        ssim_loss = torch.rsub(ssim, 1).div_(2)
+        in_range = (ssim_loss >= 0) & (ssim_loss <= 1)
+        difference = target.image - x
+        relative_l1 = difference.abs().div_(target.l1_denominator)
+        l1_slope = torch.sign(difference).div_(target.l1_denominator)
+        ctx.save_for_backward(padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, ssim, in_range, l1_slope,
+                              target.padded, target.mu, target.two_mu)
+        ctx.input_shape = x.shape
+        error = ssim_loss.clamp_(0, 1).mean(2).mul_(SSIM_WEIGHT)
+        return error.add_(relative_l1.mean(2), alpha=1 - SSIM_WEIGHT)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, ssim, in_range, l1_slope, target_padded, mu_y, \
+            two_mu_y = ctx.saved_tensors
+        grad = grad.unsqueeze(2)
+        # d error / d ssim, then through ssim = (mean_term * sigma_xy) / (mu_sq_c1 * sigma_c2)
+        grad_numerator = in_range * (grad * (-0.5 * SSIM_WEIGHT / 3))
+        grad_numerator /= mu_sq_c1 * sigma_c2
+        grad_denominator = grad_numerator * ssim
+        grad_mean_term = grad_numerator * sigma_xy
+        grad_sigma_xy = grad_numerator.mul_(mean_term).mul_(2)  # d / d box(x * y)
+        grad_sigma_x = grad_denominator * mu_sq_c1  # d / d box(x * x), sign included below
+        grad_mu_sq = grad_denominator.mul_(sigma_c2)
+        grad_mu = grad_mean_term.mul_(two_mu_y)
+        grad_mu.addcmul_(grad_sigma_xy, mu_y, value=-1)
+        grad_mu.addcmul_(mu_x, grad_mu_sq.sub_(grad_sigma_x), value=-2)
+        grad_padded = _box_mean_adjoint(grad_mu)
+        grad_padded.addcmul_(padded, _box_mean_adjoint(grad_sigma_x), value=-2)
+        grad_padded.addcmul_(target_padded, _box_mean_adjoint(grad_sigma_xy))
+        shape = ctx.input_shape
+        # the padding's adjoint reads only the size of its "input" argument: an expanded scalar holds no data
+        like_input = grad_padded.new_zeros(()).expand(math.prod(shape[:-2]), *shape[-2:])
+        grad_x = torch.ops.aten.reflection_pad2d_backward(_planes(grad_padded), like_input, [1, 1, 1, 1]).view(shape)
+        return grad_x.addcmul_(grad, l1_slope, value=-(1 - SSIM_WEIGHT) / 3), None
+
+
+def photometric_errors(predictions: torch.Tensor, target: PhotometricTarget, use_ssim: bool = True) -> torch.Tensor:
+    """The photometric error of every prediction against the target.
+
+    Args:
+        predictions: ``F x B x 3 x S x H x W``.
+        target: :meth:`PhotometricTarget.of` the ``B x 3 x H x W`` target.
+        use_ssim: False gives the relative L1 alone (``--no_ssim``).
+
+    Returns:
+        ``F x B x S x H x W``.
+    """
+    if not use_ssim:
+        return (torch.abs(target.image - predictions) / target.l1_denominator).mean(2)
+    return SSIMRelativeL1.apply(predictions, target)
