@@ -36,7 +36,7 @@ by the number of scales.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -276,20 +276,26 @@ class BatchTerms:
             noise; None without auto-masking.
         edge_weights: ``exp(-|grad target|)`` along x (``B x 1 x H x W-1``)
             and y (``B x 1 x H-1 x W``), of the smoothness term.
+        compare: the photometric error, :func:`photometric.photometric_errors`
+            or a compiled version of it.
     """
 
     target: PhotometricTarget
     use_ssim: bool
     identity_errors: torch.Tensor | None
     edge_weights: tuple[torch.Tensor, torch.Tensor]
+    compare: Callable[[torch.Tensor, PhotometricTarget, bool], torch.Tensor] = photometric.photometric_errors
 
     @classmethod
-    def of(cls, inputs: Batch, source_frames: Sequence[int], recipe: Recipe) -> "BatchTerms":
+    def of(cls, inputs: Batch, source_frames: Sequence[int], recipe: Recipe,
+           compare: Callable[[torch.Tensor, PhotometricTarget, bool], torch.Tensor] = photometric.photometric_errors,
+           ) -> "BatchTerms":
         """The terms of ``inputs`` (reads ``("color", f, 0)`` of the target and the sources)."""
         image = inputs[("color", 0, 0)]
         grad_x = torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:]), 1, keepdim=True)
         grad_y = torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]), 1, keepdim=True)
-        terms = cls(PhotometricTarget.of(image), recipe.use_ssim, None, (torch.exp(-grad_x), torch.exp(-grad_y)))
+        terms = cls(PhotometricTarget.of(image), recipe.use_ssim, None, (torch.exp(-grad_x), torch.exp(-grad_y)),
+                    compare)
         if not recipe.use_automasking:
             return terms
         sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in source_frames]).unsqueeze(3)
@@ -301,7 +307,7 @@ class BatchTerms:
     def photometric_errors(self, predictions: torch.Tensor) -> torch.Tensor:
         """:func:`photometric_error` of every image of ``predictions``
         (``F x B x 3 x S x H x W``) against the target -> ``F x B x S x H x W``."""
-        return photometric.photometric_errors(predictions, self.target, self.use_ssim)
+        return self.compare(predictions, self.target, self.use_ssim)
 
     def smoothness(self, disps: torch.Tensor) -> torch.Tensor:
         """:func:`get_smooth_loss` of the mean-normalised ``disps``

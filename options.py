@@ -159,7 +159,15 @@ class GasMonoOptions:
         group.add_argument("--deterministic", action="store_true",
                            help="(new) deterministic algorithms (slower; exact repeatability)")
         group.add_argument("--amp", action="store_true", help="(new) bfloat16 autocast on CUDA")
-        group.add_argument("--channels_last", action="store_true", help="(new) channels-last memory format")
+        group.add_argument("--memory_format", type=str, default="channels_last",
+                           choices=["channels_last", "contiguous"],
+                           help="(new) memory format of the networks: channels_last (the default; faster on the "
+                                "CPU, where it was measured) or contiguous (NCHW, as the release)")
+        group.add_argument("--channels_last", dest="memory_format", action="store_const", const="channels_last",
+                           help="(new) the same as --memory_format channels_last")
+        group.add_argument("--compile", action="store_true",
+                           help="(new) torch.compile the networks and the photometric loss (training, evaluation "
+                                "and prediction); for GPUs: on the CPU compiling takes minutes and was measured slower")
 
     def _add_loading_and_logging(self) -> None:
         group = self.parser.add_argument_group("loading and logging")

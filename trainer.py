@@ -33,6 +33,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 import networks
+import photometric
 from distributed import DistributedContext, init_distributed
 from layers import BatchedWarp, disp_to_depth, refine_coarse_pose, transformation_from_parameters
 from losses import TIE_BREAK_NOISE_STD, BatchTerms, BestDisparity, Recipe, compute_batch_losses
@@ -118,6 +119,10 @@ class Trainer:
         if options.load_weights_folder:
             self.load_model()
         self.nets = self._wrap_for_training()
+        # the photometric error of the losses, compiled with --compile
+        self.compare = photometric.photometric_errors
+        if options.compile:
+            self.compare = torch.compile(photometric.photometric_errors)
 
         self.warp = BatchedWarp(self.height, self.width).to(self.device)
         # the loss terms of the last batch that depend on its images only, with what they were computed from
@@ -131,11 +136,14 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _wrap_for_training(self) -> dict[str, nn.Module]:
         """The callables used in the forward pass: DDP wrappers when
-        distributed, the models themselves otherwise."""
-        if not self.dist.enabled:
-            return dict(self.models)
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return {name: DistributedDataParallel(model, device_ids=device_ids) for name, model in self.models.items()}
+        distributed, the models themselves otherwise; compiled with ``--compile``."""
+        nets = dict(self.models)
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            nets = {name: DistributedDataParallel(model, device_ids=device_ids) for name, model in nets.items()}
+        if self.opt.compile:
+            nets = {name: torch.compile(net) for name, net in nets.items()}
+        return nets
 
     # --------------------------------------------------------------- training
     def set_train(self) -> None:
@@ -204,7 +212,7 @@ class Trainer:
                               enabled=self.opt.amp and self.device.type == "cuda")
 
     def _network_input(self, image: torch.Tensor) -> torch.Tensor:
-        if self.opt.channels_last:
+        if self.opt.memory_format == "channels_last":
             return image.contiguous(memory_format=torch.channels_last)
         return image
 
@@ -256,15 +264,16 @@ class Trainer:
         self-distillation over one batch. Images that require a gradient are
         never reused.
         """
-        fingerprint = [(inputs[("color", frame_id, 0)], inputs[("color", frame_id, 0)]._version)
-                       for frame_id in self.opt.frame_ids]
+        images = [inputs[("color", frame_id, 0)] for frame_id in self.opt.frame_ids]
+        if any(image.requires_grad for image in images):
+            return BatchTerms.of(device_inputs, self.source_frames, self.recipe, self.compare)
+        fingerprint = [(image, image._version) for image in images]
         if self._batch_terms is not None:
             cached, terms = self._batch_terms
             if all(a is b and version_a == version_b for (a, version_a), (b, version_b) in zip(cached, fingerprint)):
                 return terms
-        terms = BatchTerms.of(device_inputs, self.source_frames, self.recipe)
-        grad = any(image.requires_grad for image, _ in fingerprint)
-        self._batch_terms = None if grad else (fingerprint, terms)
+        terms = BatchTerms.of(device_inputs, self.source_frames, self.recipe, self.compare)
+        self._batch_terms = (fingerprint, terms)
         return terms
 
     def generate_images_posegt(self, inputs: Batch, outputs: dict) -> dict:

@@ -72,10 +72,10 @@ def _one_step(flags: list[str], batch: dict, noise_std: float | None = None) -> 
         (["--use_posegt", "--selfpp", "--disable_automasking"], {"coarse_pose_loss", "selfpp_loss"}, set()),
         (["--use_posegt", "--selfpp", "--avg_reprojection"], {"coarse_pose_loss", "selfpp_loss"}, set()),
         (["--use_posegt", "--selfpp", "--no_ssim"], {"coarse_pose_loss", "selfpp_loss"}, set()),
-        (["--use_posegt", "--selfpp", "--channels_last"], {"coarse_pose_loss", "selfpp_loss"}, set()),
+        (["--use_posegt", "--selfpp", "--memory_format", "contiguous"], {"coarse_pose_loss", "selfpp_loss"}, set()),
     ],
     ids=["full", "no_coarse_pose_no_distillation", "no_distillation", "no_automasking", "avg_reprojection",
-         "no_ssim", "channels_last"],
+         "no_ssim", "contiguous"],
 )
 def test_ablation_switches_run_one_step(flags, present, absent, small_batch):
     trainer, _, losses = _one_step(flags, small_batch)
@@ -96,9 +96,9 @@ def _min_reprojection(outputs: dict, batch: dict, scale: int, ssim: SSIM | None,
 
 
 @pytest.mark.parametrize("flag", [None, "--disable_automasking", "--avg_reprojection", "--no_ssim",
-                                  "--channels_last"])
+                                  "--memory_format contiguous"])
 def test_each_ablation_flag_has_its_effect(flag, small_batch):
-    trainer, outputs, losses = _one_step(["--use_posegt", "--selfpp"] + ([flag] if flag else []), small_batch,
+    trainer, outputs, losses = _one_step(["--use_posegt", "--selfpp"] + (flag.split() if flag else []), small_batch,
                                          noise_std=0.0)
     automasking, average, with_ssim = flag != "--disable_automasking", flag == "--avg_reprojection", flag != "--no_ssim"
     masks = sorted(key for key in outputs if str(key).startswith("identity_selection/"))
@@ -115,7 +115,9 @@ def test_each_ablation_flag_has_its_effect(flag, small_batch):
         assert abs(other - float(losses["min_reprojection/0"])) > 1e-3 * other
     weights = [p for model in trainer.models.values() for p in model.parameters() if p.ndim == 4]
     channels_last = [p.is_contiguous(memory_format=torch.channels_last) for p in weights]
-    assert all(channels_last) if flag == "--channels_last" else not all(channels_last)
+    contiguous = flag == "--memory_format contiguous"
+    assert not all(channels_last) if contiguous else all(channels_last)
+    assert trainer.models["encoder"].channels_last != contiguous
 
 
 def test_a_resnet18_depth_encoder_trains_with_the_same_decoder(small_batch):

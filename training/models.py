@@ -56,7 +56,7 @@ def _depth_encoder(options: argparse.Namespace) -> nn.Module:
 def build_models(options: argparse.Namespace, device: torch.device) -> dict[str, nn.Module]:
     """The networks of the run by checkpoint name (``encoder``, ``depth``,
     ``pose_encoder``, ``pose`` and, with ``--use_posegt``, ``trans_encoder``,
-    ``trans``), on ``device`` (channels-last with ``--channels_last``).
+    ``trans``), on ``device`` in ``--memory_format`` (MPViT runs NCHW with ``contiguous``).
 
     Raises:
         GasMonoError: a pretrained-weights file given but missing or unreadable.
@@ -84,8 +84,10 @@ def build_models(options: argparse.Namespace, device: torch.device) -> dict[str,
             if parameter_name.startswith(UNUSED_PARAMETER_PREFIXES.get(name, ())):
                 parameter.requires_grad_(False)
         model.to(device)
-        if options.channels_last:
+        if options.memory_format == "channels_last":
             model.to(memory_format=torch.channels_last)
+        elif isinstance(model, networks.MPViT):
+            model.channels_last = False
     return models
 
 
