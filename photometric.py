@@ -47,19 +47,32 @@ def reflection_pad(x: torch.Tensor) -> torch.Tensor:
     return padded.view(*x.shape[:-2], *padded.shape[-2:])
 
 
-def box_mean(x: torch.Tensor) -> torch.Tensor:
+def box_mean(x: torch.Tensor, rows: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """3x3 mean without padding (``AvgPool2d(3, 1)``), as two separable
-    3-sums: ``... x H+2 x W+2`` -> ``... x H x W``."""
-    rows = x[..., :-2] + x[..., 1:-1]
+    3-sums: ``... x H+2 x W+2`` -> ``... x H x W``.
+
+    ``rows`` (``... x H+2 x W``) and ``out`` (``... x H x W``) are optional
+    buffers to write into (large fresh allocations are slow on the CPU).
+    """
+    rows = torch.add(x[..., :-2], x[..., 1:-1], out=rows)
     rows += x[..., 2:]
-    out = rows[..., :-2, :] + rows[..., 1:-1, :]
+    out = torch.add(rows[..., :-2, :], rows[..., 1:-1, :], out=out)
     out += rows[..., 2:, :]
     return out.div_(9)
 
 
-def _box_mean_adjoint(grad: torch.Tensor) -> torch.Tensor:
-    """The transpose of :func:`box_mean`: ``... x H x W`` -> ``... x H+2 x W+2``."""
-    return box_mean(F.pad(_planes(grad), (2, 2, 2, 2)).view(*grad.shape[:-2], grad.shape[-2] + 4, grad.shape[-1] + 4))
+class _BoxMeanAdjoint:
+    """The transpose of :func:`box_mean` (``... x H x W`` -> ``... x H+2 x W+2``),
+    with its buffers kept across calls of the same shape."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        *batch, height, width = like.shape
+        self.padded = like.new_zeros(*batch, height + 4, width + 4)
+        self.rows = like.new_empty(*batch, height + 4, width + 2)
+
+    def __call__(self, grad: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        self.padded[..., 2:-2, 2:-2] = grad
+        return box_mean(self.padded, self.rows, out)
 
 
 @dataclass(frozen=True)
@@ -99,49 +112,51 @@ class PhotometricTarget:
 class SSIMRelativeL1(torch.autograd.Function):
     """The photometric error with its gradient written out (predictions only;
     the target is data). ``apply(predictions, target)``:
-    ``F x B x 3 x S x H x W`` -> ``F x B x S x H x W``."""
+    ``F x B x 3 x S x H x W`` -> ``F x B x S x H x W``. Buffers are reused
+    and updated in place wherever the formula allows."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, target: PhotometricTarget) -> torch.Tensor:
         padded = reflection_pad(x)
-        mu_x = box_mean(padded)
-        mu_x_sq = mu_x * mu_x
-        sigma_c2 = box_mean(padded * padded).sub_(mu_x_sq).add_(target.sigma_c2)  # sigma_x + sigma_y + C2
-        sigma_xy = box_mean(padded * target.padded).sub_(mu_x * target.mu).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
+        rows = padded.new_empty(*padded.shape[:-1], x.shape[-1])
+        mu_x = box_mean(padded, rows)
+        product = padded * padded
+        sigma_c2 = box_mean(product, rows).addcmul_(mu_x, mu_x, value=-1).add_(target.sigma_c2)  # sx + sy + C2
+        sigma_xy = box_mean(torch.mul(padded, target.padded, out=product), rows)
+        sigma_xy.addcmul_(mu_x, target.mu, value=-1).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
         mean_term = torch.mul(mu_x, target.two_mu).add_(SSIM_C1)  # 2 mu_x mu_y + C1
-        mu_sq_c1 = mu_x_sq.add_(target.mu_sq_c1)  # mu_x^2 + mu_y^2 + C1
-        ssim = mean_term * sigma_xy
-        ssim /= mu_sq_c1 * sigma_c2
+        mu_sq_c1 = torch.addcmul(target.mu_sq_c1, mu_x, mu_x)  # mu_x^2 + mu_y^2 + C1
+        denominator = mu_sq_c1 * sigma_c2
+        ssim = torch.mul(mean_term, sigma_xy).div_(denominator)
         ssim_loss = torch.rsub(ssim, 1).div_(2)
-        in_range = (ssim_loss >= 0) & (ssim_loss <= 1)
+        in_range = ssim_loss.ge(0).logical_and_(ssim_loss.le(1))  # where clamp passes the gradient
         difference = target.image - x
-        relative_l1 = difference.abs().div_(target.l1_denominator)
         l1_slope = torch.sign(difference).div_(target.l1_denominator)
-        ctx.save_for_backward(padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, ssim, in_range, l1_slope,
-                              target.padded, target.mu, target.two_mu)
+        relative_l1 = difference.abs_().div_(target.l1_denominator)
+        ctx.save_for_backward(padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range,
+                              l1_slope, target.padded, target.mu, target.two_mu)
         ctx.input_shape = x.shape
         error = ssim_loss.clamp_(0, 1).mean(2).mul_(SSIM_WEIGHT)
         return error.add_(relative_l1.mean(2), alpha=1 - SSIM_WEIGHT)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, ssim, in_range, l1_slope, target_padded, mu_y, \
-            two_mu_y = ctx.saved_tensors
+        padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range, l1_slope, \
+            target_padded, mu_y, two_mu_y = ctx.saved_tensors
         grad = grad.unsqueeze(2)
         # d error / d ssim, then through ssim = (mean_term * sigma_xy) / (mu_sq_c1 * sigma_c2)
-        grad_numerator = in_range * (grad * (-0.5 * SSIM_WEIGHT / 3))
-        grad_numerator /= mu_sq_c1 * sigma_c2
+        grad_numerator = torch.where(in_range, grad * (-0.5 * SSIM_WEIGHT / 3), 0.0).div_(denominator)
         grad_denominator = grad_numerator * ssim
-        grad_mean_term = grad_numerator * sigma_xy
+        grad_mu = torch.mul(grad_numerator, sigma_xy).mul_(two_mu_y)  # through mean_term
         grad_sigma_xy = grad_numerator.mul_(mean_term).mul_(2)  # d / d box(x * y)
-        grad_sigma_x = grad_denominator * mu_sq_c1  # d / d box(x * x), sign included below
-        grad_mu_sq = grad_denominator.mul_(sigma_c2)
-        grad_mu = grad_mean_term.mul_(two_mu_y)
+        grad_sigma_x = torch.mul(grad_denominator, mu_sq_c1)  # minus d / d box(x * x)
         grad_mu.addcmul_(grad_sigma_xy, mu_y, value=-1)
-        grad_mu.addcmul_(mu_x, grad_mu_sq.sub_(grad_sigma_x), value=-2)
-        grad_padded = _box_mean_adjoint(grad_mu)
-        grad_padded.addcmul_(padded, _box_mean_adjoint(grad_sigma_x), value=-2)
-        grad_padded.addcmul_(target_padded, _box_mean_adjoint(grad_sigma_xy))
+        grad_mu.addcmul_(mu_x, grad_denominator.mul_(sigma_c2).sub_(grad_sigma_x), value=-2)
+        adjoint = _BoxMeanAdjoint(grad_mu)
+        grad_padded = adjoint(grad_mu)
+        through_box = adjoint(grad_sigma_x)
+        grad_padded.addcmul_(padded, through_box, value=-2)
+        grad_padded.addcmul_(target_padded, adjoint(grad_sigma_xy, out=through_box))
         shape = ctx.input_shape
         # the padding's adjoint reads only the size of its "input" argument: an expanded scalar holds no data
         like_input = grad_padded.new_zeros(()).expand(math.prod(shape[:-2]), *shape[-2:])
