@@ -12,6 +12,12 @@ sees the image resized to the checkpoint's ``height x width``
 ``disp_to_depth`` (``min_depth`` / ``max_depth``) to a scaled disparity, which
 is resized back to the input size (bilinear) and inverted to depth. Used by
 ``predict.py`` and ``evaluate_depth.py``.
+
+Inference computes only what the scale-0 disparity needs (the decoder's
+scales 1-3 are not built), with the weights and activations in channels-last
+memory, without autograd bookkeeping, and with ``compile=True`` through
+``torch.compile``; the output equals the full network's scale 0 up to float
+rounding (``tests/test_inference.py``).
 """
 from __future__ import annotations
 
@@ -100,10 +106,14 @@ class DepthEstimator:
 
     Args:
         encoder: depth encoder (``forward(B x 3 x H x W in [0, 1]) -> 5 maps``).
-        decoder: depth decoder returning ``{("disp", 0): B x 1 x H x W}``.
+        decoder: depth decoder returning ``{("disp", 0): B x 1 x H x W}``
+            (a :class:`networks.DepthDecoder` built with ``scales=[0]``
+            computes nothing else).
         height, width: network input size (multiples of 32).
         min_depth, max_depth: range of ``disp_to_depth``.
         device: where the networks run.
+        compile: run the networks through ``torch.compile`` (for GPUs; on
+            the CPU compiling takes minutes).
     """
 
     def __init__(
@@ -115,10 +125,12 @@ class DepthEstimator:
         min_depth: float = 0.1,
         max_depth: float = 10.0,
         device: str | torch.device = "cpu",
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.encoder = encoder.to(self.device).eval()
-        self.decoder = decoder.to(self.device).eval()
+        self.encoder = encoder.to(self.device, memory_format=torch.channels_last).eval()
+        self.decoder = decoder.to(self.device, memory_format=torch.channels_last).eval()
+        self._network = torch.compile(self._disparity) if compile else self._disparity
         self.height = int(height)
         self.width = int(width)
         self.min_depth = min_depth
@@ -134,6 +146,7 @@ class DepthEstimator:
         min_depth: float = 0.1,
         max_depth: float = 10.0,
         depth_encoder: str | None = None,
+        compile: bool = False,
     ) -> "DepthEstimator":
         """Load ``encoder.pth`` and ``depth.pth`` of a weights folder (ours or
         the release's); the depth encoder and the input size come from
@@ -141,6 +154,7 @@ class DepthEstimator:
 
         Args:
             depth_encoder: when given, the checkpoint must hold this encoder.
+            compile: see the class.
 
         Raises:
             GasMonoError: missing folder/file, another encoder than
@@ -154,12 +168,16 @@ class DepthEstimator:
         height, width = int(extras["height"]), int(extras["width"])
         if height % 32 or width % 32 or height <= 0 or width <= 0:
             raise GasMonoError(f"{folder / 'encoder.pth'}: input size {height}x{width} is not a multiple of 32")
-        estimator = cls(encoder, decoder, height, width, min_depth, max_depth, device)
+        estimator = cls(encoder, decoder, height, width, min_depth, max_depth, device, compile)
         estimator.checkpoint = folder
         estimator.depth_encoder = extras["depth_encoder"]
         return estimator
 
-    @torch.no_grad()
+    def _disparity(self, images: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x height x width`` -> the network's sigmoid disparity ``B x 1 x height x width``."""
+        return self.decoder(self.encoder(images.contiguous(memory_format=torch.channels_last)))[("disp", 0)]
+
+    @torch.inference_mode()
     def disparity_batch(self, images: torch.Tensor, post_process: bool = False) -> torch.Tensor:
         """Scaled disparity of a batch at the network size.
 
@@ -179,8 +197,7 @@ class DepthEstimator:
         images = images.to(self.device, non_blocking=True)
         if post_process:
             images = torch.cat([images, torch.flip(images, dims=[3])], dim=0)
-        disp = self.decoder(self.encoder(images))[("disp", 0)]
-        scaled, _ = disp_to_depth(disp, self.min_depth, self.max_depth)
+        scaled, _ = disp_to_depth(self._network(images), self.min_depth, self.max_depth)
         if post_process:
             half = scaled.shape[0] // 2
             scaled = post_process_disparity(scaled[:half], scaled[half:])

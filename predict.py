@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_depth", type=float, default=10.0, help="maximum depth of the disparity mapping")
     parser.add_argument("--device", type=str, default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda:N'")
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even if CUDA is available")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the networks (for GPUs: on the CPU compiling takes minutes)")
     return parser
 
 
@@ -246,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     if args.output_dir is not None:
         prepare_output_folder(args.output_dir, "--output_dir")
     estimator = DepthEstimator.from_checkpoint(
-        args.load_weights_folder, resolve_device(args.device, args.no_cuda), args.min_depth, args.max_depth
+        args.load_weights_folder, resolve_device(args.device, args.no_cuda), args.min_depth, args.max_depth,
+        compile=args.compile,
     )
     written = predict_path(
         estimator, args.input, args.output_dir, args.colormap, args.side_by_side, args.post_process,

@@ -1,15 +1,27 @@
-"""Forward-pass speed of GasMono's networks (eval mode, no gradients).
+"""Depth inference latency: ours (``inference.DepthEstimator``) against the
+release's way of running the same network, side by side on the same weights.
 
-Prints milliseconds per image for the depth network (``--depth_encoder``,
-MPViT-small by default, + depth decoder) and the pose networks (ResNet-18 pair encoder + PoseNet head,
-and the same for AlignNet) at batch 1 and 4, on CPU and on CUDA when present
-(best and median of ``--repeats`` calls).
+* release-style: the encoder eager in NCHW memory, the decoder computing all
+  four scales as the release does (``release_step.release_decoder_forward``,
+  the library's ELU) under ``torch.no_grad``;
+* ours: ``DepthEstimator.disparity_batch``: scale 0 only, channels-last
+  weights and activations, the faster ELU, ``torch.inference_mode`` (plus
+  ``torch.compile`` with ``--compile``).
 
-    python benchmarks/bench_networks.py [--height 256 --width 320 --repeats 5 --depth_encoder resnet18]
+The two outputs are compared first (scale-0 disparity, relative to its
+largest value); then each batch size is timed in alternating rounds and the
+best and median milliseconds per image are printed with the latency ratio
+ours / release (median of the per-round ratios).
+
+    python benchmarks/bench_networks.py                       # CPU, 256x320, batch 1 and 8
+    python benchmarks/bench_networks.py --threads 1 --clock cpu --rounds 7
+    python benchmarks/bench_networks.py --device cuda --batches 1 8 32
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,72 +31,89 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from networks import DepthDecoder, PoseDecoder, ResnetEncoder, TransDecoder, build_depth_encoder  # noqa: E402
-from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser  # noqa: E402
+from release_step import release_decoder_forward, with_library_elu  # noqa: E402
+
+from inference import DepthEstimator  # noqa: E402
+from layers import disp_to_depth  # noqa: E402
+from networks import DepthDecoder, MPViT, build_depth_encoder  # noqa: E402
+from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser, require_cuda_if_requested  # noqa: E402
 
 
-def time_ms(run: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
-    """(best, median) wall time of ``run`` in milliseconds after one warm-up
-    call; the best time is the robust figure on a shared machine."""
-    run()
-    timings = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings.append(time.perf_counter() - start)
-    timings.sort()
-    return 1000.0 * timings[0], 1000.0 * timings[len(timings) // 2]
+def release_style(encoder: torch.nn.Module, decoder: DepthDecoder) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The release's inference: NCHW, all four scales, library ELU -> scaled scale-0 disparity."""
+    encoder, decoder = copy.deepcopy(encoder).eval(), with_library_elu(copy.deepcopy(decoder)).eval()
+    if isinstance(encoder, MPViT):
+        encoder.channels_last = False
 
-
-def benchmark(device: torch.device, height: int, width: int, batches: list[int], repeats: int,
-              depth_encoder: str) -> None:
-    encoder = build_depth_encoder(depth_encoder).to(device).eval()
-    decoder = DepthDecoder(encoder.num_ch_enc).to(device).eval()
-    pose_encoder = ResnetEncoder(18, False, 2).to(device).eval()
-    pose_decoder = PoseDecoder(pose_encoder.num_ch_enc, 1, 2).to(device).eval()
-    trans_encoder = ResnetEncoder(18, False, 2).to(device).eval()
-    trans_decoder = TransDecoder(trans_encoder.num_ch_enc, 1, 2).to(device).eval()
-    for batch in batches:
-        image = torch.rand(batch, 3, height, width, device=device)
-        pair = torch.rand(batch, 6, height, width, device=device)
+    def run(images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            depth = time_ms(lambda: decoder(encoder(image)), device, repeats)
-            encoder_only = time_ms(lambda: encoder(image), device, repeats)
-            pose = time_ms(lambda: pose_decoder([pose_encoder(pair)]), device, repeats)
-            align = time_ms(lambda: trans_decoder([trans_encoder(pair)]), device, repeats)
-        for label, (best, median), unit in (
-            ("depth net (encoder + decoder)", depth, "image"),
-            (f"  of which {depth_encoder} encoder", encoder_only, "image"),
-            ("pose net (ResNet-18 + PoseDecoder)", pose, "pair"),
-            ("align net (ResNet-18 + TransDecoder)", align, "pair"),
-        ):
-            print(
-                f"{device.type:4s} batch {batch}  {label:38s} best {best / batch:8.1f} "
-                f"median {median / batch:8.1f} ms/{unit}"
-            )
+            return disp_to_depth(release_decoder_forward(decoder, encoder(images))[("disp", 0)], 0.1, 10.0)[0]
+    return run
 
 
-def main() -> None:
+def time_rounds(runs: dict[str, Callable[[], object]], rounds: int, clock: Callable[[], float],
+                device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each run, alternating, after one warm-up call each."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = clock()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(clock() - start)
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=256, help="input height (multiple of 32)")
     parser.add_argument("--width", type=int, default=320, help="input width (multiple of 32)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting")
-    parser.add_argument("--no_cuda", action="store_true", help="time the CPU only")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes to time")
+    parser.add_argument("--rounds", type=int, default=5, help="timed calls per setting (alternating)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or this process's CPU time (robust on a loaded machine with --threads 1)")
+    parser.add_argument("--compile", action="store_true", help="ours through torch.compile")
     parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
                         help="the depth network's encoder")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = require_cuda_if_requested(args.device)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, input {args.height}x{args.width}")
-    benchmark(torch.device("cpu"), args.height, args.width, args.batches, args.repeats, args.depth_encoder)
-    if torch.cuda.is_available() and not args.no_cuda:
-        print(f"cuda: {torch.cuda.get_device_name(0)}")
-        benchmark(torch.device("cuda"), args.height, args.width, args.batches, args.repeats, args.depth_encoder)
+    encoder = build_depth_encoder(args.depth_encoder).to(device).eval()
+    decoder = DepthDecoder(encoder.num_ch_enc).to(device).eval()
+    release = release_style(encoder, decoder)
+    scale0 = DepthDecoder(encoder.num_ch_enc, scales=[0])
+    scale0.load_state_dict(decoder.state_dict())
+    ours = DepthEstimator(copy.deepcopy(encoder), scale0, args.height, args.width, device=device, compile=args.compile)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}, {torch.get_num_threads()} threads, input {args.height}x{args.width}, depth encoder "
+          f"{args.depth_encoder}, {args.rounds} alternating rounds, {args.clock} clock")
+    check = torch.rand(2, 3, args.height, args.width, device=device)
+    reference = release(check)
+    difference = float((ours.disparity_batch(check) - reference).abs().max() / reference.abs().max())
+    print(f"ours vs release-style output: max |difference| / max |release| = {difference:.1e}")
+    print(f"{'batch':>5} {'release ms/image':>17} {'ours ms/image':>14} {'ours / release':>15}")
+    for batch in args.batches:
+        images = torch.rand(batch, 3, args.height, args.width, device=device)
+        times = time_rounds({"release": lambda: release(images), "ours": lambda: ours.disparity_batch(images)},
+                            args.rounds, clock, device)
+        ratios = [mine / theirs for mine, theirs in zip(times["ours"], times["release"])]
+        best = {name: 1000 * min(seconds) / batch for name, seconds in times.items()}
+        median = {name: 1000 * statistics.median(seconds) / batch for name, seconds in times.items()}
+        print(f"{batch:>5} {best['release']:>8.1f} (best) {best['ours']:>6.1f} (best) {statistics.median(ratios):>8.2f}"
+              f" (median; best/best {best['ours'] / best['release']:.2f}); median ms/image: release "
+              f"{median['release']:.1f}, ours {median['ours']:.1f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ structure, which is what costs time:
 
 * the networks run eagerly in NCHW memory (``--memory_format contiguous``);
   the depth decoder runs every module the release runs, the level-0 edge
-  convolutions whose output is never used included;
+  convolutions whose output is never used included, with the library's ELU;
 * every scale upsamples its disparity (a no-op resize at full resolution),
   backprojects and warps each source separately (:func:`layers.warp_image`);
 * every comparison is a separate photometric error with a five-pooling SSIM
@@ -51,10 +51,19 @@ from losses import (  # noqa: E402
     photometric_errors,
     self_distillation_loss,
 )
-from networks.depth_decoder import MASK_LOGIT_SCALE, convex_upsample, upsample2  # noqa: E402
+from networks.depth_decoder import MASK_LOGIT_SCALE, ConvBlock, convex_upsample, upsample2  # noqa: E402
 from training.models import build_models  # noqa: E402
 
 Batch = dict[Any, torch.Tensor]
+
+
+def with_library_elu(decoder: torch.nn.Module) -> torch.nn.Module:
+    """``decoder`` (a :class:`networks.DepthDecoder`) with the release's
+    activation, ``nn.ELU(inplace=True)``, in every conv block (in place)."""
+    for module in decoder.modules():
+        if isinstance(module, ConvBlock):
+            module.nonlin = torch.nn.ELU(inplace=True)
+    return decoder
 
 
 def release_decoder_forward(decoder: torch.nn.Module, features: list[torch.Tensor]) -> dict:
@@ -98,6 +107,7 @@ class ReleaseStep:
             raise ValueError("the release-structured step implements the full recipe only (--use_posegt --selfpp)")
         self.device = device
         self.models = build_models(self.opt, self.device)
+        with_library_elu(self.models["depth"])
         rest = [p for name, model in self.models.items() if name != "encoder" for p in model.parameters()]
         self.optimizer = torch.optim.AdamW([
             {"params": rest, "lr": options.decoder_learning_rate},

@@ -70,7 +70,8 @@ class EvalConfig:
         gt_depths: ground-truth ``.npz`` overriding the split's default.
         frame_stride: 7-Scenes: every N-th frame.
         min_depth, max_depth: ``disp_to_depth`` range of the network.
-        batch_size, num_workers, device, no_cuda: inference settings.
+        batch_size, num_workers, device, no_cuda, compile: inference settings
+            (``compile``: ``torch.compile`` the networks, see :class:`inference.DepthEstimator`).
         post_process: flip post-processing.
         eval_stereo: fixed scale :data:`STEREO_SCALE_FACTOR`, no median scaling.
         median_scaling: per-image median scaling (monocular evaluation).
@@ -95,6 +96,7 @@ class EvalConfig:
     num_workers: int = 0
     device: str = "auto"
     no_cuda: bool = False
+    compile: bool = False
     post_process: bool = False
     eval_stereo: bool = False
     median_scaling: bool = True
@@ -127,6 +129,7 @@ class EvalConfig:
             num_workers=options.num_workers,
             device=options.device,
             no_cuda=options.no_cuda,
+            compile=options.compile,
             post_process=options.post_process,
             eval_stereo=options.eval_stereo,
             median_scaling=not options.disable_median_scaling,
@@ -300,7 +303,8 @@ def evaluate(config: EvalConfig) -> dict:
             raise GasMonoError(f"test data folder not found: {config.data_path}")
         device = resolve_device(config.device, config.no_cuda)
         estimator = DepthEstimator.from_checkpoint(
-            config.load_weights_folder, device, config.min_depth, config.max_depth, config.depth_encoder
+            config.load_weights_folder, device, config.min_depth, config.max_depth, config.depth_encoder,
+            config.compile,
         )
         height, width = estimator.height, estimator.width
         eval_set = build_eval_set(config, protocol, height, width)

@@ -58,6 +58,34 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+class _ELUFunction(torch.autograd.Function):
+    """ELU (alpha 1) in place: ``max(x, exp(min(x, 0)) - 1)``, the gradient from the result."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        torch.maximum(x, x.clamp(max=0).exp_().sub_(1), out=x)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (result,) = ctx.saved_tensors
+        return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, result)
+
+
+class ELU(nn.Module):
+    """``nn.ELU(inplace=True)`` (alpha 1) computed as ``max(x, exp(min(x, 0)) - 1)``,
+    which equals ``x`` for ``x > 0`` and ``exp(x) - 1`` otherwise: the
+    library's ELU uses ``expm1``, which on the project's CPU runs about ten
+    times slower than ``exp`` (measured); the results differ by float
+    rounding near 0 (at most 6e-8 absolute). The gradient is the library's
+    (``elu_backward`` from the result). Modifies its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ELUFunction.apply(x)
+
+
 class Conv3x3(nn.Module):
     """1-pixel reflection padding followed by a 3 x 3 convolution (with bias)."""
 
@@ -71,12 +99,12 @@ class Conv3x3(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Conv3x3 followed by ELU."""
+    """Conv3x3 followed by ELU (in place, :class:`ELU`)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = Conv3x3(in_channels, out_channels)
-        self.nonlin = nn.ELU(inplace=True)
+        self.nonlin = ELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.nonlin(self.conv(x))

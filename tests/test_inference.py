@@ -1,0 +1,57 @@
+"""The fast inference path (``inference.DepthEstimator``: scale 0 only,
+channels-last, the faster ELU, inference mode) against the release's way of
+running the same weights (NCHW, all four decoder scales, the library's ELU),
+and the ELU against the library's, values and gradients."""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inference import DepthEstimator
+from networks import DepthDecoder, build_depth_encoder
+from networks.depth_decoder import ELU
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_networks import release_style  # noqa: E402
+
+HEIGHT, WIDTH = 64, 96
+
+
+@pytest.mark.parametrize("depth_encoder", ["mpvit_small", "resnet18"])
+def test_the_estimator_equals_the_full_network_at_scale_0(depth_encoder):
+    torch.manual_seed(0)
+    encoder = build_depth_encoder(depth_encoder).eval()
+    decoder = DepthDecoder(encoder.num_ch_enc).eval()
+    release = release_style(encoder, decoder)
+    scale0 = DepthDecoder(encoder.num_ch_enc, scales=[0])
+    scale0.load_state_dict(decoder.state_dict())
+    estimator = DepthEstimator(copy.deepcopy(encoder), scale0, HEIGHT, WIDTH)
+    images = torch.rand(3, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
+    expected = release(images)
+    actual = estimator.disparity_batch(images)
+    assert actual.shape == (3, 1, HEIGHT, WIDTH)
+    assert float((actual - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
+    flipped = release(torch.flip(images, dims=[3]))
+    blended = estimator.disparity_batch(images, post_process=True)
+    assert not torch.allclose(blended, actual)  # the mirrored prediction differs, so the blend is tested
+    assert float((blended[..., WIDTH // 2] - 0.5 * (expected + torch.flip(flipped, dims=[3]))[..., WIDTH // 2])
+                 .abs().max()) <= 1e-4 * float(expected.abs().max())
+
+
+def test_the_elu_equals_the_library_elu_with_its_gradient():
+    x = torch.randn(2, 4, 33, 41, generator=torch.Generator().manual_seed(0)) * 3
+    x[0, 0, 0, :4] = torch.tensor([0.0, -1e-9, 1e-9, -80.0])
+    ours_input, library_input = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, library = ELU()(ours_input * 1.0), F.elu(library_input * 1.0)
+    assert float((ours - library).abs().max()) <= 6e-8
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    library.backward(grad)
+    torch.testing.assert_close(ours_input.grad, library_input.grad, rtol=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda t: ELU()(t * 1.0), (torch.randn(3, 5, dtype=torch.float64,
+                                                                            requires_grad=True),))
