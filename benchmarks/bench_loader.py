@@ -1,9 +1,12 @@
-"""Training-loader throughput: items per second per worker.
+"""Training-loader throughput: items per second per worker (one core).
 
-Loads items of ``NYUDataset`` (3 frames x 4 scales, 256 x 320 by default) from
-a synthetic indoor set, with augmentation none / colorjitter / strong (training
-mode: each item augmented with probability 0.5), in the main process, and
-optionally through a ``DataLoader`` with N workers.
+Loads items of ``NYUDataset`` as the trainer builds them (3 frames at scale
+0 only, 256 x 320 by default; ``--num_scales 4`` for the release's pyramid)
+from 640 x 480 JPEGs of a synthetic indoor set, with both resize filters and
+augmentation strong / colorjitter / none (training mode: each item augmented
+with probability 0.5), in the main process, and optionally through a
+``DataLoader`` with N workers. The targets: at least 50 items/s with
+``strong`` and LANCZOS, 120 with ``strong`` and area resizing.
 
 Example::
 
@@ -41,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--items", type=int, default=100, help="items timed per setting (after 5 warm-up items)")
     parser.add_argument("--num_workers", type=int, default=0, help="also time a DataLoader with this many workers")
+    parser.add_argument("--num_scales", type=int, default=1,
+                        help="pyramid levels per frame (the trainer builds 1; the release built 4)")
     return parser
 
 
@@ -79,10 +84,11 @@ def main(argv: list[str] | None = None) -> None:
             generate_dataset(tmp, num_scenes=2, frames_per_scene=16, num_test=0, num_low_texture=0, progress=False)
             data_path = Path(tmp) / "train"
         lines = [f"{scene} {frame:04d} l" for scene, frame in find_sequence_items(data_path)]
-        print(f"{len(lines)} items from {data_path}; {args.height} x {args.width}, frames 0 -1 1, 4 scales")
+        print(f"{len(lines)} items from {data_path}; {args.height} x {args.width}, frames 0 -1 1, "
+              f"{args.num_scales} scale(s)")
         for resize_filter in RESIZE_FILTERS:
             for augmentation in AUGMENTATIONS:
-                dataset = NYUDataset(data_path, lines, args.height, args.width, [0, -1, 1], 4,
+                dataset = NYUDataset(data_path, lines, args.height, args.width, [0, -1, 1], args.num_scales,
                                      is_train=augmentation != "none", augmentation=augmentation,
                                      resize_filter=resize_filter)
                 wall, cpu = time_main_process(dataset, args.items)

@@ -3,8 +3,8 @@
 :class:`MonoDataset` turns one split line ``<folder> <frame> [<side>]`` into the
 dictionary the trainer consumes (keys as in Monodepth2):
 
-* ``("color", f, s)``: frame ``f`` at scale ``s``, ``3 x H/2^s x W/2^s``
-  float32 in [0, 1], not augmented;
+* ``("color", f, s)``: frame ``f`` at scale ``s < num_scales``,
+  ``3 x H/2^s x W/2^s`` float32 in [0, 1], not augmented;
 * ``("color_aug", f, s)``: the same after colour augmentation. Only scale 0
   feeds the networks, so only scale 0 is augmented; the other scales are the
   ``("color", f, s)`` tensors themselves (and so is scale 0 when the item is
@@ -18,8 +18,13 @@ dictionary the trainer consumes (keys as in Monodepth2):
 * ``"depth_gt"``: ``1 x H_gt x W_gt`` float32 metres, when requested and the
   data set has depth.
 
-The pyramid is built level by level with PIL's LANCZOS filter (full size ->
-scale 0 -> scale 1 -> ...), as in the release; ``resize_filter="area"`` uses
+The trainer reads scale 0 only (every decoder scale is compared with the
+full-resolution images), so it builds items with ``num_scales=1``: the keys
+of scales 1-3 (images and intrinsics) are not made, which saves their
+resizing and copying; ``num_scales=4`` gives the release's full dict. The
+pyramid is built level by level with PIL's LANCZOS filter (full size ->
+scale 0 -> scale 1 -> ...), as in the release, so scale 0 is the same
+either way; ``resize_filter="area"`` uses
 OpenCV's area averaging instead (also antialiased, several times faster, not
 bit-identical to the release's images). JPEGs are decoded at a reduced
 size (``Image.draft``) when the reduced image is still at least ``W x H``.
@@ -145,7 +150,7 @@ class MonoDataset(data.Dataset):
         filenames: split lines ``<folder> <frame> [<side>]``, or the path of a split file.
         height, width: size ``H x W`` of scale 0.
         frame_idxs: frame offsets to load, target first (e.g. ``[0, -1, 1]``).
-        num_scales: number of pyramid levels.
+        num_scales: number of pyramid levels (the trainer reads scale 0 only and asks for 1).
         is_train: enables colour augmentation (each item with probability 0.5).
         img_ext: image file extension.
         cpose_dir: folder of coarse poses; adds ``("pose_gt", -1)`` and ``("pose_gt", 1)``.

@@ -18,8 +18,9 @@ __all__ = ["NUM_PYRAMID_SCALES", "split_dir_of", "seed_worker", "make_dataset", 
 
 logger = logging.getLogger(__name__)
 
-# image pyramid levels in the input dict (the decoder's scales 0..3)
-NUM_PYRAMID_SCALES = 4
+# image pyramid levels in the input dict: the trainer reads scale 0 only (every
+# decoder scale is compared at full resolution), so levels 1-3 are not built
+NUM_PYRAMID_SCALES = 1
 
 
 def split_dir_of(options: argparse.Namespace) -> Path:
