@@ -23,7 +23,10 @@ usage: bash run.sh <command> [arguments]
         extra flags are appended (for a repeated flag the last value wins).
   train_ddp NGPUS DATA_PATH [train.py flags]
         the same recipe on NGPUS GPUs with torchrun; --batch_size is per process
-        (12 per GPU, so NGPUS x 12 in total).
+        (12 per GPU, so NGPUS x 12 in total). Several machines: run the same command on each
+        with NNODES (number of machines), NODE_RANK (0 .. NNODES-1), MASTER_ADDR (the address of
+        the machine with NODE_RANK 0) and MASTER_PORT (default 29500) in the environment; give
+        every machine the data and the same --log_dir on a shared file system (rank 0 saves).
   baseline DATA_PATH [train.py flags]
         Monodepth2 on NYUv2: --depth_encoder resnet18 --height 256 --width 320 --max_depth 10
         --model_name baseline; PoseNet on raw pairs (no coarse poses), no self-distillation, the
@@ -80,8 +83,28 @@ case "$command" in
         ngpus="$1"
         data_path="$2"
         shift 2
+        nodes=(--standalone)
+        nnodes="${NNODES:-1}"
+        if ! [[ "$nnodes" =~ ^[1-9][0-9]*$ ]]; then
+            echo "error: NNODES must be a positive integer, got '$nnodes'" >&2
+            exit 2
+        fi
+        if [ "$nnodes" -gt 1 ]; then
+            node_rank="${NODE_RANK:-}"
+            if ! [[ "$node_rank" =~ ^[0-9]+$ ]] || [ "$node_rank" -ge "$nnodes" ]; then
+                echo "error: NODE_RANK must be 0 .. $((nnodes - 1)) with NNODES=$nnodes, got '$node_rank'" >&2
+                exit 2
+            fi
+            if [ -z "${MASTER_ADDR:-}" ]; then
+                echo "error: NNODES=$nnodes needs MASTER_ADDR, the address of the machine with NODE_RANK 0" >&2
+                exit 2
+            fi
+            nodes=(--nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$MASTER_ADDR"
+                   --master_port "${MASTER_PORT:-29500}")
+        fi
         ensure_venv
-        exec .venv/bin/torchrun --nproc_per_node "$ngpus" train.py --data_path "$data_path" "${recipe[@]}" "$@"
+        exec .venv/bin/torchrun "${nodes[@]}" --nproc_per_node "$ngpus" train.py --data_path "$data_path" \
+            "${recipe[@]}" "$@"
         ;;
     -h | --help | help)
         usage

@@ -2,7 +2,7 @@
 
 Builds a checkpoint (random weights, ``--depth_encoder``) at ``--height x --width`` and a synthetic
 NYUv2-layout test set (640 x 480 PNGs + ``gt_depths.npz``) in a temporary
-folder, then times on CPU (and CUDA when present):
+folder, then times on CPU and CUDA when present (``--device`` picks one):
 
 * ``inference``: data loading + network (``predict_disparities``);
 * ``inference + flip``: the same with flip post-processing;
@@ -107,14 +107,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
                         help="the checkpoint's depth encoder")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                        help="where to time: the CPU and CUDA when present (all), or one of them")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_test_set(root, args.num_images, args.height, args.width, args.depth_encoder)
-        benchmark("cpu", root, args)
-        if torch.cuda.is_available():
+        if args.device in ("all", "cpu"):
+            benchmark("cpu", root, args)
+        if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
             benchmark("cuda", root, args)
 
 

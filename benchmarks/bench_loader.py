@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--items", type=int, default=100, help="items timed per setting (after 5 warm-up items)")
     parser.add_argument("--num_workers", type=int, default=0, help="also time a DataLoader with this many workers")
+    parser.add_argument("--batch_size", type=int, default=1, help="batch size of that DataLoader")
+    parser.add_argument("--filters", nargs="+", choices=RESIZE_FILTERS, default=list(RESIZE_FILTERS),
+                        help="resize filters to time")
+    parser.add_argument("--augmentations", nargs="+", choices=AUGMENTATIONS, default=list(AUGMENTATIONS),
+                        help="augmentations to time")
     parser.add_argument("--num_scales", type=int, default=1,
                         help="pyramid levels per frame (the trainer builds 1; the release built 4)")
     return parser
@@ -59,17 +64,19 @@ def time_main_process(dataset: NYUDataset, count: int) -> tuple[float, float]:
     return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
 
 
-def time_workers(dataset: NYUDataset, count: int, workers: int) -> float:
-    """Items/s through a DataLoader (batch size 1, ``workers`` processes), per worker."""
-    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=count + 5 * workers)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers)
+def time_workers(dataset: NYUDataset, count: int, workers: int, batch_size: int) -> float:
+    """Items/s through a DataLoader (``batch_size``, ``workers`` processes), all workers together."""
+    batches = max(1, count // batch_size)
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True,
+                                             num_samples=(batches + 2 * workers) * batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
     iterator = iter(loader)
-    for _ in range(5 * workers):
+    for _ in range(2 * workers):
         next(iterator)
     start = time.perf_counter()
-    for _ in range(count):
+    for _ in range(batches):
         next(iterator)
-    return count / (time.perf_counter() - start) / workers
+    return batches * batch_size / (time.perf_counter() - start)
 
 
 @cli_entry_point
@@ -86,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         lines = [f"{scene} {frame:04d} l" for scene, frame in find_sequence_items(data_path)]
         print(f"{len(lines)} items from {data_path}; {args.height} x {args.width}, frames 0 -1 1, "
               f"{args.num_scales} scale(s)")
-        for resize_filter in RESIZE_FILTERS:
-            for augmentation in AUGMENTATIONS:
+        for resize_filter in args.filters:
+            for augmentation in args.augmentations:
                 dataset = NYUDataset(data_path, lines, args.height, args.width, [0, -1, 1], args.num_scales,
                                      is_train=augmentation != "none", augmentation=augmentation,
                                      resize_filter=resize_filter)
@@ -95,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
                 line = (f"{resize_filter:>8} {augmentation:>12}: {wall:7.1f} items/s (wall), "
                         f"{cpu:7.1f} items/s per CPU second")
                 if args.num_workers > 0:
-                    line += f", {time_workers(dataset, args.items, args.num_workers):7.1f} items/s per worker " \
-                            f"with {args.num_workers} workers"
+                    loader = time_workers(dataset, args.items, args.num_workers, args.batch_size)
+                    line += (f"; DataLoader ({args.num_workers} workers, batch {args.batch_size}): {loader:7.1f} "
+                             f"items/s, {loader / args.num_workers:6.1f} per worker")
                 print(line)
 
 

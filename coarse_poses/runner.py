@@ -11,6 +11,14 @@
 * :func:`coarse_poses_for_data_path`: poses for every sequence under a data
   folder, and the items that have them (from which the tool writes new lists).
 
+Both run on a cluster as an array job: with ``RunOptions.shard`` a run
+processes one :class:`Shard` of the sequences (a deterministic, disjoint
+subset) and writes its own ``summary.shard-<k>-of-<n>.json``; a last run with
+``RunOptions.merge_shards`` processes nothing, checks that every sequence has
+a current record (``<cpose_dir>/<scene>/colmap.json``), merges them into
+``summary.json`` and produces the missing-item lists or the items for new
+split lists, as an unsharded run does.
+
 Split lists come in parsed (``(line, scene, frame)`` per line, as
 ``datasets.splits.read_split_items`` reads them): this package depends on
 :mod:`utils` only.
@@ -58,6 +66,36 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class Shard:
+    """The ``index``-th (from 0) of ``count`` disjoint sets of sequences: the
+    sequences whose position in the name-sorted list is ``index`` modulo
+    ``count`` (so the shards differ in size by one sequence at most)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"K/N"`` -> the K-th of N shards (``0 <= K < N``).
+
+        Raises:
+            GasMonoError: a malformed text or ``K`` out of range.
+        """
+        index, slash, count = text.partition("/")
+        if not (slash and index.strip().isdigit() and count.strip().isdigit()) or int(index) >= int(count):
+            raise GasMonoError(f"--shard must be K/N with 0 <= K < N (e.g. 0/8), got {text!r}")
+        return cls(int(index), int(count))
+
+    def select(self, scenes: Collection[str]) -> list[str]:
+        """This shard's scenes, sorted."""
+        return sorted(scenes)[self.index :: self.count]
+
+    @property
+    def summary_name(self) -> str:
+        return f"summary.shard-{self.index}-of-{self.count}.json"
+
+
 def needs_processing(
     sequence_dir: Path, cpose_dir: Path, overwrite: bool, retry_failed: bool
 ) -> tuple[bool, SequenceResult | None]:
@@ -88,6 +126,7 @@ def make_coarse_poses(
     keep_work: bool = False,
     progress: bool = True,
     scenes: Collection[str] | None = None,
+    summary_name: str = SUMMARY_FILE,
 ) -> list[SequenceResult]:
     """Run :func:`process_sequence` on every sequence under ``data_path``
     (only those named in ``scenes`` when given).
@@ -97,7 +136,7 @@ def make_coarse_poses(
     ``settings.num_threads`` COLMAP threads; with ``jobs == 1`` they run in this
     process, one after the other. Sequences with a record in
     ``cpose_dir`` are skipped unless ``overwrite`` (or ``retry_failed`` for
-    failed ones). Writes ``<cpose_dir>/summary.json``.
+    failed ones). Writes ``<cpose_dir>/<summary_name>``.
 
     Returns:
         one result per sequence, sorted by scene name (skipped ones from their record).
@@ -149,8 +188,30 @@ def make_coarse_poses(
         bar.close()
 
     ordered = [results[sequence_dir.name] for sequence_dir in sequences]
-    write_summary(ordered, cpose_dir)
+    write_summary(ordered, cpose_dir, summary_name)
     return ordered
+
+
+def merge_shard_records(data_path: str | os.PathLike, cpose_dir: Path, scenes: Collection[str]) -> list[SequenceResult]:
+    """The records of ``scenes`` written by the shards, merged into ``<cpose_dir>/summary.json``.
+
+    Raises:
+        GasMonoError: a sequence without a current record (never processed, or
+            its frames changed since), naming one and the count.
+    """
+    results, missing = [], []
+    for sequence_dir in find_sequences(data_path):
+        if sequence_dir.name in scenes:
+            redo, record = needs_processing(sequence_dir, cpose_dir, overwrite=False, retry_failed=False)
+            if redo:
+                missing.append(sequence_dir.name)
+            else:
+                results.append(record)
+    if missing:
+        raise GasMonoError(f"{len(missing)} of {len(scenes)} sequence(s) have no current record in {cpose_dir} "
+                           f"(e.g. {missing[0]}): run the shards that hold them, then merge again")
+    write_summary(results, cpose_dir)
+    return results
 
 
 @dataclass
@@ -169,7 +230,8 @@ class CoarsePoseReport:
 
     ``items`` holds the ``(scene, frame)`` items with coarse poses (data-path
     mode); ``num_listed_scenes``, ``absent_scenes`` and ``coverage`` describe the
-    split lists (split-list mode).
+    split lists (split-list mode). A run of one ``shard`` has neither: they
+    come with the merge.
     """
 
     data_path: Path
@@ -179,6 +241,7 @@ class CoarsePoseReport:
     num_listed_scenes: int = 0
     absent_scenes: list[str] = field(default_factory=list)
     coverage: list[ListCoverage] = field(default_factory=list)
+    shard: Shard | None = None
 
 
 def listed_scenes(lists: SplitLists, data_path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -212,7 +275,9 @@ def write_missing_lists(lists: SplitLists, cpose_dir: Path) -> list[ListCoverage
 
 @dataclass
 class RunOptions:
-    """How :func:`make_coarse_poses` runs (see there); ``work_dir`` ``None`` is a temporary folder."""
+    """How :func:`make_coarse_poses` runs (see there); ``work_dir`` ``None`` is
+    a temporary folder; ``shard`` runs one shard, ``merge_shards`` merges the
+    shards' records (see the module docstring)."""
 
     jobs: int = 1
     overwrite: bool = False
@@ -220,18 +285,29 @@ class RunOptions:
     work_dir: Path | None = None
     keep_work: bool = False
     progress: bool = True
+    shard: Shard | None = None
+    merge_shards: bool = False
 
 
 def _run_sequences(data_path: str | os.PathLike, cpose_dir: Path, settings: ColmapSettings,
                    scenes: Collection[str] | None, options: RunOptions) -> list[SequenceResult]:
-    """:func:`make_coarse_poses` with ``options``, in a temporary work folder unless one is given."""
-    logger.info("%d sequence(s) under %s; %d job(s) x %d thread(s)",
-                len(scenes) if scenes is not None else len(find_sequences(data_path)), data_path, options.jobs,
+    """:func:`make_coarse_poses` with ``options`` (on the shard's sequences, or
+    :func:`merge_shard_records`), in a temporary work folder unless one is given."""
+    if scenes is None:
+        scenes = [sequence_dir.name for sequence_dir in find_sequences(data_path)]
+    if options.merge_shards:
+        return merge_shard_records(data_path, cpose_dir, scenes)
+    summary_name = SUMMARY_FILE
+    if options.shard is not None:
+        scenes, summary_name = options.shard.select(scenes), options.shard.summary_name
+        logger.info("shard %d of %d: %d sequence(s)", options.shard.index, options.shard.count, len(scenes))
+    logger.info("%d sequence(s) under %s; %d job(s) x %d thread(s)", len(scenes), data_path, options.jobs,
                 settings.num_threads)
     with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
         return make_coarse_poses(data_path, cpose_dir, options.work_dir or temporary, settings, jobs=options.jobs,
                                  overwrite=options.overwrite, retry_failed=options.retry_failed,
-                                 keep_work=options.keep_work, progress=options.progress, scenes=scenes)
+                                 keep_work=options.keep_work, progress=options.progress, scenes=scenes,
+                                 summary_name=summary_name)
 
 
 def coarse_poses_for_split_lists(
@@ -248,10 +324,13 @@ def coarse_poses_for_split_lists(
         GasMonoError: when no listed sequence is under ``data_path``.
     """
     scenes, absent = listed_scenes(lists, data_path)
-    cpose_dir = Path(cpose_dir)
-    results = _run_sequences(data_path, cpose_dir, settings, scenes, options or RunOptions())
-    return CoarsePoseReport(Path(data_path), cpose_dir, results, num_listed_scenes=len(scenes) + len(absent),
-                            absent_scenes=absent, coverage=write_missing_lists(lists, cpose_dir))
+    cpose_dir, options = Path(cpose_dir), options or RunOptions()
+    results = _run_sequences(data_path, cpose_dir, settings, scenes, options)
+    report = CoarsePoseReport(Path(data_path), cpose_dir, results, num_listed_scenes=len(scenes) + len(absent),
+                              absent_scenes=absent, shard=options.shard)
+    if options.shard is None:
+        report.coverage = write_missing_lists(lists, cpose_dir)
+    return report
 
 
 def coarse_poses_for_data_path(
@@ -260,11 +339,14 @@ def coarse_poses_for_data_path(
     settings: ColmapSettings,
     options: RunOptions | None = None,
 ) -> CoarsePoseReport:
-    """Coarse poses for every sequence under ``data_path``, and the items that have them."""
-    cpose_dir = Path(cpose_dir)
-    results = _run_sequences(data_path, cpose_dir, settings, None, options or RunOptions())
-    items = list_pose_items(cpose_dir, [result.scene for result in results])
-    return CoarsePoseReport(Path(data_path), cpose_dir, results, items=items)
+    """Coarse poses for every sequence under ``data_path``, and the items that
+    have them (none for a shard: they come with the merge)."""
+    cpose_dir, options = Path(cpose_dir), options or RunOptions()
+    results = _run_sequences(data_path, cpose_dir, settings, None, options)
+    report = CoarsePoseReport(Path(data_path), cpose_dir, results, shard=options.shard)
+    if options.shard is None:
+        report.items = list_pose_items(cpose_dir, [result.scene for result in results])
+    return report
 
 
 def format_report(report: CoarsePoseReport) -> str:
@@ -274,8 +356,11 @@ def format_report(report: CoarsePoseReport) -> str:
         lines.append(f"{len(report.absent_scenes)} of {report.num_listed_scenes} listed sequence(s) are not under "
                      f"{report.data_path} (e.g. {report.absent_scenes[0]}); their items get no poses")
     lines.append(format_summary_table(report.results))
-    lines.append(f"summary: {report.cpose_dir / SUMMARY_FILE} (COLMAP logs: {report.cpose_dir}/<scene>/"
-                 f"{SEQUENCE_LOG_FILE})")
+    summary = report.cpose_dir / (report.shard.summary_name if report.shard else SUMMARY_FILE)
+    lines.append(f"summary: {summary} (COLMAP logs: {report.cpose_dir}/<scene>/{SEQUENCE_LOG_FILE})")
+    if report.shard is not None:
+        lines.append(f"shard {report.shard.index} of {report.shard.count} done; when every shard is, run the same "
+                     "command with --merge_shards instead of --shard (it writes summary.json and the lists)")
     for entry in report.coverage:
         lines.append(f"{entry.list_path}: {entry.listed - len(entry.missing)} of {entry.listed} listed items have "
                      f"the poses of both neighbours; {len(entry.missing)} missing, listed in {entry.missing_path}")

@@ -77,8 +77,8 @@ def format_summary_table(results: Sequence[SequenceResult]) -> str:
     return "\n".join([line(header), separator, *(line(row) for row in rows[:-1]), separator, line(rows[-1])])
 
 
-def write_summary(results: Sequence[SequenceResult], cpose_dir: str | os.PathLike) -> Path:
-    """Write ``<cpose_dir>/summary.json``; returns its path."""
-    path = Path(cpose_dir) / SUMMARY_FILE
+def write_summary(results: Sequence[SequenceResult], cpose_dir: str | os.PathLike, name: str = SUMMARY_FILE) -> Path:
+    """Write ``<cpose_dir>/<name>`` (``summary.json`` by default); returns its path."""
+    path = Path(cpose_dir) / name
     atomic_write_text(json.dumps(summarize(results), indent=2) + "\n", path)
     return path

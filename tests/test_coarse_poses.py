@@ -41,7 +41,7 @@ from coarse_poses.pose_files import (
     read_coarse_poses,
     write_coarse_poses,
 )
-from coarse_poses.runner import make_coarse_poses, needs_processing
+from coarse_poses.runner import Shard, make_coarse_poses, needs_processing
 from coarse_poses.summary import format_summary_table, summarize
 from datasets.nyu_dataset import NYUDataset
 from synthetic.dataset import generate_dataset
@@ -319,6 +319,43 @@ def test_colmap_log_goes_to_per_sequence_files(synthetic_data, tmp_path, capfd, 
     for name in ("first", "second"):
         assert len(glog_line.findall((tmp_path / "cpose" / name / SEQUENCE_LOG_FILE).read_text())) > 10
     assert not any((tmp_path / "work").iterdir())
+
+
+def test_shards_are_disjoint_balanced_and_cover_every_sequence():
+    scenes = [f"scene_{index:04d}" for index in range(464)]  # as many as NYUv2's raw scenes
+    shards = [Shard(index, 8).select(list(reversed(scenes))) for index in range(8)]
+    assert sorted(scene for shard in shards for scene in shard) == scenes
+    assert {len(shard) for shard in shards} == {58}
+    assert Shard.parse("3/8") == Shard(3, 8) and Shard(1, 3).select(["c", "a", "b", "d"]) == ["b"]
+    for text in ("8/8", "-1/8", "3", "a/b", "3/0"):
+        with pytest.raises(GasMonoError, match="--shard must be K/N"):
+            Shard.parse(text)
+
+
+def test_sharded_runs_and_their_merge_give_the_unsharded_result(tool_run, tmp_path, capsys):
+    out = tmp_path / "sharded"
+    flags = ["--data_path", str(tool_run.data_path), "--cpose_dir", str(out / "cpose"), "--split_dir",
+             str(out / "split"), "--jobs", "1", "--threads", "2", "--val_fraction", "0.25"]
+    first, second = Shard(0, 2).select(tool_run.kinds), Shard(1, 2).select(tool_run.kinds)
+    make_coarse_poses_cli.main(flags + ["--shard", "0/2"])
+    shard_summary = json.loads((out / "cpose" / "summary.shard-0-of-2.json").read_text())
+    assert [record["scene"] for record in shard_summary["sequences"]] == first
+    assert not (out / "cpose" / "summary.json").exists() and not (out / "split").exists()
+    assert "run the same command with --merge_shards" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        make_coarse_poses_cli.main(flags + ["--merge_shards"])
+    assert re.search(f"^error: 1 of 2 sequence.*no current record.*{second[0]}", capsys.readouterr().err)
+    make_coarse_poses_cli.main(flags + ["--shard", "1/2"])
+    make_coarse_poses_cli.main(flags + ["--merge_shards"])
+    merged = json.loads((out / "cpose" / "summary.json").read_text())
+    assert [(r["scene"], r["status"]) for r in merged["sequences"]] == [
+        (r["scene"], r["status"]) for r in tool_run.summary["sequences"]]
+    train, val = read_split(out / "split" / "train_files.txt"), read_split(out / "split" / "val_files.txt")
+    with_poses = {(scene, frame) for scene in tool_run.kinds for frame in list_pose_frames(out / "cpose" / scene)}
+    assert with_poses and set(train) | set(val) == with_poses and not set(train) & set(val)
+    with pytest.raises(SystemExit):
+        make_coarse_poses_cli.main(flags + ["--shard", "0/2", "--merge_shards"])
+    assert "exclude each other" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------

@@ -10,7 +10,10 @@ written to ``<cpose_dir>/missing_<list>.txt``; otherwise new
 ``train_files.txt`` / ``val_files.txt`` list exactly the items with poses (see
 :mod:`coarse_poses.runner`). Poses go to ``splits/<split>/cpose/<scene>/<frame:04d>.npy``
 with ``summary.json``; finished sequences are skipped when the command is run
-again (``--overwrite`` redoes them).
+again (``--overwrite`` redoes them). On a cluster, an array job of N tasks
+runs the same command with ``--shard K/N`` (K = 0..N-1, disjoint sets of
+sequences); a last run with ``--merge_shards`` writes ``summary.json`` and the
+lists.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ if __package__ in (None, ""):
 from coarse_poses.colmap import ColmapSettings, find_sequences  # noqa: E402
 from coarse_poses.runner import (  # noqa: E402
     RunOptions,
+    Shard,
     available_cores,
     coarse_poses_for_data_path,
     coarse_poses_for_split_lists,
@@ -72,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep_work", action="store_true", help="keep the COLMAP databases and models")
     parser.add_argument("--overwrite", action="store_true", help="redo sequences that are already done")
     parser.add_argument("--retry_failed", action="store_true", help="redo sequences that failed before")
+    parser.add_argument("--shard", type=Shard.parse, default=None, metavar="K/N",
+                        help="process only the K-th (from 0) of N disjoint sets of the sequences (name-sorted, "
+                             "every N-th); no summary.json or lists until --merge_shards")
+    parser.add_argument("--merge_shards", action="store_true",
+                        help="process nothing: merge the records of all shards into summary.json and write the "
+                             "lists (every sequence must be done)")
     return parser
 
 
@@ -88,6 +98,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise GasMonoError(f"--max_epipolar_error must be positive, got {args.max_epipolar_error}")
     if args.overlap < 1:
         raise GasMonoError(f"--overlap must be at least 1, got {args.overlap}")
+    if args.shard is not None and args.merge_shards:
+        raise GasMonoError("--shard and --merge_shards exclude each other: run the shards, then merge")
 
 
 @cli_entry_point
@@ -103,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                               max_num_features=args.max_num_features, max_epipolar_error=args.max_epipolar_error,
                               seed=args.seed)
     options = RunOptions(jobs=args.jobs, overwrite=args.overwrite, retry_failed=args.retry_failed,
-                         work_dir=args.work_dir, keep_work=args.keep_work)
+                         work_dir=args.work_dir, keep_work=args.keep_work, shard=args.shard,
+                         merge_shards=args.merge_shards)
     if args.split_files:
         lists = {path: read_split_items(path) for given in args.split_files for path in split_list_paths(given)}
         print(format_report(coarse_poses_for_split_lists(lists, args.data_path, cpose_dir, settings, options)))
@@ -111,11 +124,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     find_sequences(args.data_path)
     existing = [split_dir / name for name in SPLIT_FILE_NAMES if (split_dir / name).is_file()]
-    if existing and not args.replace_splits:
+    if existing and not args.replace_splits and args.shard is None:
         raise GasMonoError(f"{existing[0]} exists: pass --split_files {split_dir} to compute poses for its items "
                            "and keep it, --split_dir for new lists elsewhere, or --replace_splits")
     report = coarse_poses_for_data_path(args.data_path, cpose_dir, settings, options)
     print(format_report(report))
+    if args.shard is not None:
+        return
     if not report.items:
         raise GasMonoError("no sequence could be reconstructed, so no split files were written")
     train_path, val_path = write_split_files(report.items, split_dir, val_fraction=args.val_fraction, seed=args.seed)
