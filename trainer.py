@@ -41,6 +41,7 @@ from layers import (
     Project3D,
     disp_to_depth,
     refine_coarse_pose,
+    temporal_pair,
     transformation_from_parameters,
     warp_image,
 )
@@ -71,11 +72,6 @@ def resolve_device(options, context: DistributedContext) -> torch.device:
     if device.type == "cuda" and context.enabled:
         return torch.device("cuda", context.local_rank)
     return device
-
-
-def temporal_pair(source: torch.Tensor, target: torch.Tensor, frame_id: int) -> torch.Tensor:
-    """Stack two ``B x 3 x H x W`` images in temporal order -> ``B x 6 x H x W``."""
-    return torch.cat([source, target] if frame_id < 0 else [target, source], 1)
 
 
 class Trainer:
