@@ -68,7 +68,9 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_training_curve(history: Sequence[dict], path: Path, settings: DemoSettings) -> Path:
     """Train loss per step, validation losses, epoch boundaries and the start of
-    the self-distillation passes (and the end of the distillation weight ramp)."""
+    the self-distillation passes (and the end of the distillation weight ramp);
+    on a second axis the median-scaled ``val/abs_rel`` of the validation
+    batches, where the history has it."""
     train = [entry for entry in history if entry["mode"] == "train"]
     val = [entry for entry in history if entry["mode"] == "val"]
     figure = Figure(figsize=(9, 4.5), dpi=110)
@@ -98,11 +100,25 @@ def plot_training_curve(history: Sequence[dict], path: Path, settings: DemoSetti
     if settings.wpp_ramp_epochs in first_step:
         axes.axvline(first_step[settings.wpp_ramp_epochs] - 0.5, color="tab:green", linestyle="--",
                      linewidth=1.2, label=f"distillation weight reaches wpp = {settings.wpp:g}")
+    handles, labels = axes.get_legend_handles_labels()
+    depth = [entry for entry in val if "val/abs_rel" in entry]
+    if depth:
+        depth_axes = axes.twinx()
+        steps = np.array([entry["step"] for entry in depth])
+        abs_rel = np.array([entry["val/abs_rel"] for entry in depth])
+        depth_axes.plot(steps, abs_rel, "s", color="tab:purple", markersize=3, alpha=0.45)
+        window = max(1, min(5, len(depth) // 4))
+        depth_axes.plot(steps, _moving_average(abs_rel, window), color="tab:purple", linewidth=1.6,
+                        label=f"validation abs_rel (median-scaled, {window}-batch mean)")
+        depth_axes.set_ylabel("validation abs_rel", color="tab:purple")
+        depth_axes.tick_params(axis="y", colors="tab:purple")
+        depth_handles, depth_labels = depth_axes.get_legend_handles_labels()
+        handles, labels = handles + depth_handles, labels + depth_labels
     axes.set_xlabel("step (batch)")
     axes.set_ylabel("total loss")
     axes.set_title("GasMono training")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="upper right")
+    axes.legend(handles, labels, fontsize=8, loc="upper right")
     figure.tight_layout()
     figure.savefig(path)
     return path
