@@ -127,12 +127,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "wpp_ramp_epochs": 1,
         "log_frequency": 2,
     },
-    # more rooms at NYUv2's size and the release's 256 x 320 for about 10 minutes of training on one
-    # H100-class GPU (an estimate: see README); also runs on a CPU, slowly (--device cpu)
+    # more rooms at NYUv2's size, trained at the release's 256 x 320 for about 10 minutes of one H100-class GPU
+    # (an estimate: 179 GFLOP per item and pass, measured with torch's FLOP counter, x about 59k item passes =
+    # 10.6 PFLOP at an assumed 15-20 TFLOP/s); runs on a CPU too (--device cpu), slowly
     "gpu": {
-        "num_scenes": 20,
+        "num_scenes": 24,
         "num_low_texture": 4,
-        "frames_per_scene": 64,
+        "frames_per_scene": 96,
         "num_test": 100,
         "render_height": 480,
         "render_width": 640,
@@ -141,11 +142,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "height": 256,
         "width": 320,
         "batch_size": 12,
-        "num_epochs": 14,
-        "iiters_start_epoch": 7,
-        "wpp_ramp_epochs": 7,
+        "num_epochs": 20,
+        "iiters_start_epoch": 5,
+        "wpp_ramp_epochs": 10,
         "augmentation": "strong",
-        "log_frequency": 25,
+        "log_frequency": 50,
         "num_workers": 8,
         "device": "cuda",
         "eval_batch_size": 16,

@@ -24,7 +24,7 @@ def test_run_sh_without_a_known_command_prints_usage_and_fails(arguments):
     result = _run(*arguments, timeout=30)
     assert result.returncode == 2
     assert "usage: bash run.sh <command>" in result.stderr
-    for command in ("demo [--quick]", "ablate [--quick]", "train DATA_PATH", "train_ddp NGPUS DATA_PATH"):
+    for command in ("demo [--quick]", "ablate [--seeds N]", "train DATA_PATH", "train_ddp NGPUS DATA_PATH"):
         assert command in result.stderr
     if arguments:
         assert "error: unknown command 'no_such_command'" in result.stderr
