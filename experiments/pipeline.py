@@ -156,7 +156,8 @@ def train_and_evaluate(
 ) -> RunResult:
     """Train one run (stage names prefixed with ``run_name``; a previous run of
     that name under ``paths.logs`` is removed) and evaluate the depth and the
-    poses of its last checkpoint.
+    poses of its last checkpoint (the poses also go to ``eval_pose.json`` in it,
+    as ``evaluate_pose.py`` writes them).
 
     With ``evaluate_untrained`` the networks are first saved untouched to
     ``paths.untrained_of(run_name)`` and their depth evaluated: the same seed,
@@ -189,6 +190,7 @@ def train_and_evaluate(
         logger.info(f"{run_name}: {_abs_rel_a1(evaluation)}")
         poses = evaluate_poses(paths.train_data, paths.cpose, weights, device=settings.device,
                                batch_size=settings.eval_batch_size, progress=progress)
+        atomic_write_text(json.dumps(poses, indent=2) + "\n", weights / "eval_pose.json")
         logger.info(format_pose_kinds_table(poses, poses["descriptions"]))
     seconds = {key.split(": ", 1)[1]: value for key, value in timer.seconds.items()
                if key.startswith(f"{run_name}: ")}
