@@ -55,11 +55,11 @@ from layers import (
 )
 from utils import GasMonoError, require_path
 
-__all__ = ["POSE_KINDS", "POSE_KIND_DESCRIPTIONS", "SOURCE_FRAMES", "PoseModel", "evaluate_poses"]
+__all__ = ["POSE_KIND_DESCRIPTIONS", "SOURCE_FRAMES", "PoseModel", "evaluate_poses"]
 
 # the source frames in the slot order of the pose files (T_{t->t-1}, T_{t->t+1})
 SOURCE_FRAMES = tuple(sorted(SOURCE_FRAME_SLOTS, key=SOURCE_FRAME_SLOTS.__getitem__))
-POSE_KINDS = ("coarse", "refined", "final", "posenet")
+# every kind of pose, in the order of the reports
 POSE_KIND_DESCRIPTIONS = {
     "coarse": "coarse (COLMAP) poses",
     "refined": "AlignNet: coarse rotation, t_coarse * scale + t_residual",
@@ -121,8 +121,9 @@ class PoseModel:
         return cls(encoder, depth, pair_networks, int(extras["height"]), int(extras["width"]), min_depth, max_depth,
                    device)
 
-    def _pose(self, name: str, source: torch.Tensor, target: torch.Tensor, frame_id: int):
-        """The outputs of frame slot 0 of PoseNet (``name="pose"``) or AlignNet (``"trans"``)."""
+    def _pose(self, name: str, source: torch.Tensor, target: torch.Tensor, frame_id: int) -> list[torch.Tensor]:
+        """The outputs of frame slot 0 of PoseNet (``name="pose"``: axis-angle, translation, scale, each
+        ``B x 1 x n``) or AlignNet (``"trans"``: translation residual, scale) on the pair in temporal order."""
         pair = temporal_pair(source, target, frame_id)
         return [output[:, 0] for output in self.nets[name]([self.nets[f"{name}_encoder"](pair)])]
 
