@@ -22,6 +22,7 @@ __all__ = [
     "get_translation_matrix",
     "transformation_from_parameters",
     "refine_coarse_pose",
+    "temporal_pair",
     "BackprojectDepth",
     "Project3D",
     "warp_image",
@@ -141,6 +142,13 @@ def refine_coarse_pose(
     refined = coarse_pose.clone()
     refined[:, :3, 3] = coarse_pose[:, :3, 3] * scale + residual
     return refined
+
+
+def temporal_pair(source: torch.Tensor, target: torch.Tensor, frame_id: int) -> torch.Tensor:
+    """Stack two ``B x 3 x H x W`` images in temporal order -> ``B x 6 x H x W``:
+    ``[source, target]`` for a source before the target (``frame_id < 0``),
+    else ``[target, source]`` (the input of PoseNet and AlignNet)."""
+    return torch.cat([source, target] if frame_id < 0 else [target, source], 1)
 
 
 class BackprojectDepth(nn.Module):

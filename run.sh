@@ -8,15 +8,16 @@ usage() {
     cat <<'EOF'
 usage: bash run.sh <command> [arguments]
 
-  demo [--quick] [--out DIR] [--seed N]
-        the whole pipeline on bundled synthetic data on the CPU: render scenes, COLMAP coarse
-        poses, train GasMono with every component, evaluate untrained vs trained; results,
-        figures and checkpoints go to DIR (default demo_output/). About 10 minutes on 2 cores;
-        --quick runs every stage at tiny sizes in under 3 minutes.
-  ablate [--quick] [--out DIR] [--seed N]
-        the demo's schedule trained four ways (full; without coarse poses; without
-        self-distillation; without both) on one data set; comparison table in DIR
-        (default ablation_output/).
+  demo [--quick] [--preset full|quick|gpu] [--device DEV] [--out DIR] [--seed N] [--set NAME=VALUE ...]
+        the whole pipeline on bundled synthetic data: render scenes, COLMAP coarse poses, train
+        GasMono with every component, evaluate depth (untrained vs trained) and poses; results,
+        figures and checkpoints go to DIR (default demo_output/). About 10 minutes on 2 CPU
+        cores; --quick runs every stage at tiny sizes in under 3 minutes; --device cuda (or
+        --preset gpu) renders more rooms and trains at 256x320 for about 10 GPU minutes.
+  ablate [--seeds N] [--variants NAME ...] [--quick] [--preset P] [--out DIR] [--seed N] [--set ...]
+        the demo's schedule trained per variant (full; without coarse poses; without
+        self-distillation; without both; ResNet-18 depth encoder) and per training seed on
+        one data set; mean +- std tables in DIR (default ablation_output/).
   train DATA_PATH [train.py flags]
         the release's NYUv2 recipe: --height 256 --width 320 --learning_rate 5e-5 --use_posegt
         --www 0.2 --wpp 0.2 --iiters 2 --selfpp --batch_size 12 --disparity_smoothness 1e-4;

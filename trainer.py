@@ -35,7 +35,9 @@ from tqdm import tqdm
 import networks
 import photometric
 from distributed import DistributedContext, init_distributed
-from layers import BatchedWarp, disp_to_depth, refine_coarse_pose, transformation_from_parameters
+from evaluation.metrics import evaluate_depth_batch
+from evaluation.protocols import validation_protocol
+from layers import BatchedWarp, disp_to_depth, refine_coarse_pose, temporal_pair, transformation_from_parameters
 from losses import TIE_BREAK_NOISE_STD, BatchTerms, BestDisparity, Recipe, compute_batch_losses
 from training.data import build_loaders
 from training.health import CheckpointHealth
@@ -48,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 Batch = dict[Any, torch.Tensor]
 
+# the depth metrics of a validation batch with ground truth (history and TensorBoard: "val/<name>")
+VAL_DEPTH_METRICS = ("abs_rel", "rmse", "a1")
+
+
 def resolve_device(options, context: DistributedContext) -> torch.device:
     """The device of this process from ``--device`` / ``--no_cuda``."""
     if options.no_cuda or options.device == "cpu":
@@ -59,11 +65,6 @@ def resolve_device(options, context: DistributedContext) -> torch.device:
     if device.type == "cuda" and context.enabled:
         return torch.device("cuda", context.local_rank)
     return device
-
-
-def temporal_pair(source: torch.Tensor, target: torch.Tensor, frame_id: int) -> torch.Tensor:
-    """Stack two ``B x 3 x H x W`` images in temporal order -> ``B x 6 x H x W``."""
-    return torch.cat([source, target] if frame_id < 0 else [target, source], 1)
 
 
 class Trainer:
@@ -373,7 +374,9 @@ class Trainer:
 
     # ------------------------------------------------------------- validation
     def val(self) -> None:
-        """Losses on one validation batch (with a fresh self-distillation state)."""
+        """Losses on one validation batch (with a fresh self-distillation state)
+        and, when the batch carries ``"depth_gt"``, its depth metrics
+        (:meth:`compute_depth_metrics`); both go to TensorBoard and the history."""
         if self.val_loader is None:
             return
         self.set_eval()
@@ -384,18 +387,37 @@ class Trainer:
             inputs = next(self.val_iterator)
         with torch.no_grad():
             outputs, losses, _ = self.process_batch(inputs)
-        self.history.append({"mode": "val", "epoch": self.epoch, "step": self.step, "loss": losses["loss"].item()})
-        self.log("val", inputs, outputs, losses)
+        metrics = self.compute_depth_metrics(inputs, outputs) if "depth_gt" in inputs else {}
+        self.history.append({"mode": "val", "epoch": self.epoch, "step": self.step, "loss": losses["loss"].item(),
+                             **metrics})
+        self.log("val", inputs, outputs, losses, metrics)
         self.set_train()
 
+    def compute_depth_metrics(self, inputs: Batch, outputs: dict) -> dict[str, float]:
+        """``val/abs_rel``, ``val/rmse`` and ``val/a1`` of the scale-0 depth against
+        ``inputs["depth_gt"]`` (``B x 1 x H_gt x W_gt``), as the evaluator computes
+        them: the scaled disparity resized to the ground truth, valid pixels
+        ``min_depth < gt < max_depth``, per-image median scaling, clamping to
+        ``[min_depth, max_depth]``, averaged over the images of the batch
+        (:func:`evaluation.metrics.evaluate_depth_batch`). Empty when no image
+        has a valid pixel."""
+        scaled_disp, _ = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
+        metrics = evaluate_depth_batch(scaled_disp, inputs["depth_gt"],
+                                       validation_protocol(self.opt.min_depth, self.opt.max_depth))
+        if metrics is None:
+            return {}
+        return {f"val/{name}": metrics[name] for name in VAL_DEPTH_METRICS}
+
     # ---------------------------------------------------------------- logging
-    def log(self, mode: str, inputs: Batch, outputs: dict, losses: dict[str, torch.Tensor]) -> None:
-        """Write losses and images to TensorBoard (main process only)."""
+    def log(self, mode: str, inputs: Batch, outputs: dict, losses: dict[str, torch.Tensor],
+            metrics: dict[str, float] | None = None) -> None:
+        """Write losses, ``metrics`` (scalars named as given) and images to
+        TensorBoard (main process only)."""
         writer = self.writers.get(mode)
         if writer is not None:
             write_summaries(writer, self.step, inputs, outputs, losses,
                             [group["lr"] for group in self.optimizer.param_groups], self.source_frames,
-                            self.opt.scales)
+                            self.opt.scales, metrics)
 
     # ------------------------------------------------------------ checkpoints
     def save_model(self) -> Path | None:

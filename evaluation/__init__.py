@@ -10,8 +10,8 @@ from .evaluator import (
     load_disparities,
     predict_disparities,
 )
-from .metrics import DepthEvaluation, ImageEvaluation, evaluate_depth_maps, evaluate_image
-from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, Crop, EvalProtocol, resolve_protocol
+from .metrics import DepthEvaluation, ImageEvaluation, evaluate_depth_batch, evaluate_depth_maps, evaluate_image
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, Crop, EvalProtocol, resolve_protocol, validation_protocol
 
 __all__ = [
     "STEREO_SCALE_FACTOR",
@@ -24,6 +24,7 @@ __all__ = [
     "predict_disparities",
     "DepthEvaluation",
     "ImageEvaluation",
+    "evaluate_depth_batch",
     "evaluate_depth_maps",
     "evaluate_image",
     "DEFAULT_PROTOCOL",
@@ -31,4 +32,5 @@ __all__ = [
     "Crop",
     "EvalProtocol",
     "resolve_protocol",
+    "validation_protocol",
 ]

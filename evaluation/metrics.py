@@ -28,6 +28,7 @@ __all__ = [
     "DepthEvaluation",
     "evaluate_image",
     "evaluate_depth_maps",
+    "evaluate_depth_batch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,3 +173,26 @@ def evaluate_depth_maps(
         logger.warning("%d images without valid ground truth were skipped: %s", len(evaluation.skipped),
                        evaluation.skipped[:10])
     return evaluation.summary()
+
+
+def evaluate_depth_batch(pred_disps: torch.Tensor, gt_depths: torch.Tensor, protocol: EvalProtocol) -> dict | None:
+    """Average metrics of a batch of predictions, as :func:`evaluate_depth_maps`
+    computes them (each disparity resized to its ground truth, per-image median
+    scaling, clamping), without a progress bar or warnings.
+
+    Args:
+        pred_disps: ``B x 1 x h x w`` scaled disparities (``1 / depth``), any device.
+        gt_depths: ``B x 1 x H x W`` ground-truth depth in metres (0 = invalid).
+
+    Returns:
+        ``{name: mean}`` over the images with valid ground truth, or None when
+        no image of the batch has a valid pixel.
+    """
+    pred = pred_disps.detach()[:, 0].float().cpu().numpy()
+    gt = gt_depths.detach()[:, 0].float().cpu().numpy()
+    evaluation = DepthEvaluation()
+    for index in range(len(pred)):
+        evaluation.add(evaluate_image(pred[index], gt[index], protocol, index=index), index)
+    if not evaluation.errors:
+        return None
+    return evaluation.summary()["metrics"]

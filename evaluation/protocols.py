@@ -24,7 +24,7 @@ import numpy as np
 
 from utils import GasMonoError
 
-__all__ = ["Crop", "EvalProtocol", "PROTOCOLS", "DEFAULT_PROTOCOL", "resolve_protocol"]
+__all__ = ["Crop", "EvalProtocol", "PROTOCOLS", "DEFAULT_PROTOCOL", "resolve_protocol", "validation_protocol"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,13 @@ def resolve_protocol(split: str, name: str | None = None) -> EvalProtocol:
     if (split, name) not in PROTOCOLS:
         raise GasMonoError(f"unknown protocol {name!r} for split {split!r}; choose from {available}")
     return PROTOCOLS[(split, name)]
+
+
+def validation_protocol(min_depth: float, max_depth: float) -> EvalProtocol:
+    """The protocol of the depth metrics computed during training on validation
+    batches that carry ground truth: no crop, ``min_depth < gt < max_depth``,
+    predictions clamped to ``[min_depth, max_depth]`` (the network's range)."""
+    return EvalProtocol(
+        "train", "validation", min_depth, max_depth, None, None, (min_depth, max_depth), None,
+        f"no crop, {min_depth:g} < gt < {max_depth:g}, clamp [{min_depth:g}, {max_depth:g}]",
+    )

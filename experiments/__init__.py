@@ -5,12 +5,15 @@ libraries (``coarse_poses``, ``synthetic``, ``datasets``), and nothing but its
 command lines (``tools/demo.py``, ``tools/ablate.py``) and tests imports it.
 
 * :mod:`experiments.settings`: every knob (:class:`~experiments.settings.DemoSettings`),
-  the presets, the output paths, stage timing;
+  the presets (``full``, ``quick``, ``gpu``) and their command-line options, the output
+  paths, stage timing;
 * :mod:`experiments.data`: rendering, COLMAP coarse poses, split files, frame test sets;
-* :mod:`experiments.pipeline`: training and evaluation of one run, and the whole demo
-  (:func:`~experiments.pipeline.run_demo`);
+* :mod:`experiments.pipeline`: training and evaluation (depth and poses) of one run, and
+  the whole demo (:func:`~experiments.pipeline.run_demo`);
 * :mod:`experiments.report`: figures, metric comparisons, markdown, the console summary;
-* :mod:`experiments.ablation`: the variants, their runs and the comparison table.
+* :mod:`experiments.ablation`: the variants and their runs per training seed;
+* :mod:`experiments.ablation_report`: mean and spread over the seeds, which differences
+  exceed their spread, the tables.
 
 Layout of an output folder::
 
@@ -19,14 +22,15 @@ Layout of an output folder::
                      data/val_frames/ the validation frames of the training rooms in the same layout
     cpose/           coarse poses from COLMAP, summary.json, per-scene colmap.json / colmap.log
     splits/          train_files.txt / val_files.txt of the items that have coarse poses
-    logs/<run>/      the training run: checkpoints models/weights_<epoch>/, TensorBoard logs
-    untrained/       the network before training (same seed and architecture), as a weights folder
-    eval/<run>/      evaluation results of each checkpoint on test/ and val_frames/
+    logs/<run>/      a training run: checkpoints models/weights_<epoch>/ (with eval_pose.json), TensorBoard
+                     logs; the demo's run is "gasmono", the ablation's "<variant>_seed<k>"
+    untrained/<run>/ the network of a run before training (same seed and architecture), as a weights folder
+    eval/<name>/     depth evaluation results of each checkpoint on test/ and val_frames/
     results.md, results.json, training_curve.png, predictions.png, training_history.json (demo)
     ablation.md, ablation.json (ablation)
 
 Training uses every GasMono component (coarse poses with AlignNet, residual
 PoseNet, iterative self-distillation with two passes) on a schedule short
-enough for a CPU in which the self-distillation passes start half-way and the
+enough for a CPU in which the self-distillation passes start and the
 distillation weight ramp completes.
 """

@@ -1,11 +1,15 @@
-"""The ablation: the demo's data and schedule trained once per variant, and the comparison.
+"""The seeded ablation: the demo's data and schedule trained once per variant and seed.
 
 The data are rendered and the coarse poses computed once (reused when the
 folder already holds them, as for the demo); every variant of
-:data:`VARIANTS` is trained on the same split from the same initialisation
-and evaluated on the held-out test rooms and the validation frames of the
-training rooms. A new variant is one entry of :data:`VARIANTS` (components
-on or off, plus any ``train.py`` flags).
+:data:`VARIANTS` is trained on the same split with each training seed
+``settings.seed + k`` (``k < seeds``; the data keep ``settings.seed``) and
+evaluated on the validation frames of the training rooms, on the held-out
+rooms and, for its poses, against the rendered ground truth. The untrained
+network of every depth encoder and seed (the same initialisation as the
+trained runs) is evaluated too. Statistics over the seeds and the
+comparisons are in :mod:`experiments.ablation_report`. A new variant is one
+entry of :data:`VARIANTS` (components on or off, plus any ``train.py`` flags).
 """
 from __future__ import annotations
 
@@ -16,11 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from experiments.ablation_report import ablation_markdown, summarize_runs
 from experiments.data import prepare_data
 from experiments.pipeline import RunResult, machine_info, train_and_evaluate
-from experiments.report import finite_metrics, markdown_metrics_table, metric_changes
+from experiments.report import finite_metrics
 from experiments.settings import TEST_SET, VAL_FRAMES_SET, DemoPaths, DemoSettings, StageTimer
-from utils import atomic_write_text
+from utils import DEFAULT_DEPTH_ENCODER, GasMonoError, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -33,112 +38,110 @@ class Variant:
     description: str
     extra_flags: tuple[str, ...] = ()
 
+    @property
+    def depth_encoder(self) -> str:
+        """The depth encoder the variant trains (``--depth_encoder`` among its flags, else GasMono's)."""
+        flags = list(self.extra_flags)
+        positions = [index for index, flag in enumerate(flags) if flag == "--depth_encoder"]
+        return flags[positions[-1] + 1] if positions else DEFAULT_DEPTH_ENCODER
+
 
 VARIANTS = (
     Variant("full", True, True, "coarse poses + self-distillation (GasMono)"),
     Variant("no_coarse_poses", False, True, "without coarse poses (PoseNet on raw frames)"),
     Variant("no_self_distillation", True, False, "without self-distillation"),
     Variant("neither", False, False, "without both (Monodepth2 losses, MPViT depth net)"),
+    Variant("resnet18", True, True, "the full recipe with a ResNet-18 depth encoder (from scratch)",
+            ("--depth_encoder", "resnet18")),
 )
+VARIANT_NAMES = tuple(variant.name for variant in VARIANTS)
+
+
+def select_variants(names: Sequence[str] | None) -> tuple[Variant, ...]:
+    """The variants of :data:`VARIANTS` named (all of them for None), in the table's order;
+    ``full`` is always included (the reference of the comparisons).
+
+    Raises:
+        GasMonoError: an unknown name.
+    """
+    if names is None:
+        return VARIANTS
+    unknown = sorted(set(names) - set(VARIANT_NAMES))
+    if unknown:
+        raise GasMonoError(f"unknown variant(s) {', '.join(unknown)} (choose from {', '.join(VARIANT_NAMES)})")
+    return tuple(variant for variant in VARIANTS if variant.name in {"full", *names})
+
+
+def run_record(paths: DemoPaths, run: RunResult) -> dict:
+    """What the ablation keeps of one run: abs_rel on both sets, the network poses, time and checkpoint."""
+    metrics = {eval_set: finite_metrics(result, run.name) for eval_set, result in run.evaluation.items()}
+    return {
+        "val_frames_abs_rel": metrics[VAL_FRAMES_SET]["abs_rel"],
+        "test_abs_rel": metrics[TEST_SET]["abs_rel"],
+        "poses": {kind: {"rotation_deg": entry["rotation_deg"]["median"],
+                         "translation_direction_deg": entry["translation_direction_deg"]["median"],
+                         "scale_std_log": entry["scale_consistency"]["std_log"]}
+                  for kind, entry in run.poses["kinds"].items()},
+        "train_seconds": run.seconds["training"],
+        "batches": run.steps,
+        "weights": paths.relative(run.weights),
+    }
 
 
 def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Sequence[Variant] = VARIANTS,
-                 quick: bool = False, progress: bool = True) -> dict:
-    """Train and evaluate every variant; returns the ``ablation.json`` content."""
+                 seeds: int = 1, preset: str = "full", progress: bool = True) -> dict:
+    """Train and evaluate every variant with ``seeds`` training seeds; returns the ``ablation.json`` content
+    (also written, with ``ablation.md``, under ``out``); ``preset`` names the settings' preset in the results."""
+    if seeds < 1:
+        raise GasMonoError(f"--seeds must be at least 1, got {seeds}")
     paths = DemoPaths.create(out)
     load_start = [round(value, 2) for value in os.getloadavg()]
     timer = StageTimer()
     start = time.perf_counter()
     prepared = prepare_data(paths, settings, timer, progress)
-    runs: dict[str, RunResult] = {}
-    for index, variant in enumerate(variants):
-        runs[variant.name] = train_and_evaluate(paths, settings, variant.name, timer, variant.use_coarse_pose,
-                                                variant.use_self_distillation, evaluate_untrained=index == 0,
-                                                progress=progress, extra_flags=variant.extra_flags)
+    training_seeds = [settings.seed + index for index in range(seeds)]
+    # per variant (per depth encoder for the untrained networks) and training seed (a string, as in the JSON)
+    runs: dict[str, dict[str, dict]] = {variant.name: {} for variant in variants}
+    untrained: dict[str, dict[str, dict]] = {}
+    for seed in training_seeds:
+        for variant in variants:
+            encoder = variant.depth_encoder
+            first_of_encoder = str(seed) not in untrained.get(encoder, {})
+            run = train_and_evaluate(paths, settings, f"{variant.name}_seed{seed}", timer, variant.use_coarse_pose,
+                                     variant.use_self_distillation, evaluate_untrained=first_of_encoder,
+                                     progress=progress, extra_flags=variant.extra_flags, seed=seed)
+            runs[variant.name][str(seed)] = run_record(paths, run)
+            if first_of_encoder:
+                metrics = {eval_set: finite_metrics(result, f"untrained {encoder}")
+                           for eval_set, result in run.untrained_evaluation.items()}
+                untrained.setdefault(encoder, {})[str(seed)] = {
+                    "val_frames_abs_rel": metrics[VAL_FRAMES_SET]["abs_rel"],
+                    "test_abs_rel": metrics[TEST_SET]["abs_rel"],
+                    "weights": paths.relative(run.untrained_weights),
+                }
     timer.seconds["total"] = round(time.perf_counter() - start, 2)
 
-    untrained = runs[variants[0].name].untrained_evaluation
-    untrained_metrics = {eval_set: finite_metrics(result, f"untrained on {eval_set}")
-                         for eval_set, result in untrained.items()}
+    coarse = next(iter(next(iter(runs.values())).values()))["poses"]["coarse"]
     results = {
-        "quick": quick,
+        "preset": preset,
+        "quick": preset == "quick",
         "settings": dataclasses.asdict(settings),
+        "seeds": training_seeds,
         "machine": {**machine_info(settings), "load_average_start": load_start,
                     "load_average_end": [round(value, 2) for value in os.getloadavg()]},
         "splits": prepared["splits"],
         "colmap_total": prepared["colmap"]["summary"]["total"],
-        "protocols": {eval_set: result["protocol"] for eval_set, result in untrained.items()},
-        "untrained": untrained_metrics,
-        "variants": {},
+        "coarse_poses": coarse,
+        "variants": {variant.name: {"description": variant.description,
+                                    "use_coarse_pose": variant.use_coarse_pose,
+                                    "use_self_distillation": variant.use_self_distillation,
+                                    "depth_encoder": variant.depth_encoder,
+                                    "extra_flags": list(variant.extra_flags),
+                                    "runs": runs[variant.name]} for variant in variants},
+        "untrained": {encoder: {"runs": by_seed} for encoder, by_seed in untrained.items()},
         "timings_s": timer.seconds,
     }
-    for variant in variants:
-        run = runs[variant.name]
-        metrics = {eval_set: finite_metrics(result, f"{variant.name} on {eval_set}")
-                   for eval_set, result in run.evaluation.items()}
-        results["variants"][variant.name] = {
-            "description": variant.description,
-            "use_coarse_pose": variant.use_coarse_pose,
-            "use_self_distillation": variant.use_self_distillation,
-            "extra_flags": list(variant.extra_flags),
-            "metrics": metrics,
-            "abs_rel_reduction_vs_untrained": {
-                eval_set: metric_changes(untrained_metrics[eval_set], metrics[eval_set])["abs_rel"]
-                for eval_set in metrics
-            },
-            "train_seconds": run.seconds["training"],
-            "batches": run.steps,
-            "weights": paths.relative(run.weights),
-        }
+    results.update(summarize_runs(results))
     atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "ablation.json")
     atomic_write_text(ablation_markdown(results), paths.out / "ablation.md")
     return results
-
-
-def comparison_table(results: dict) -> str:
-    """Markdown table: the test-set metrics per variant, the change of abs_rel
-    against the untrained network (test rooms and validation frames of the
-    training rooms) and the training time."""
-    names = ("test abs_rel vs untrained", "val frames abs_rel", "val frames vs untrained", "train s", "batches")
-    rows = {"untrained": results["untrained"][TEST_SET]}
-    extra = {"untrained": dict.fromkeys(names, "")}
-    extra["untrained"]["val frames abs_rel"] = f"{results['untrained'][VAL_FRAMES_SET]['abs_rel']:.4f}"
-    for name, variant in results["variants"].items():
-        change = variant["abs_rel_reduction_vs_untrained"]
-        rows[name] = variant["metrics"][TEST_SET]
-        extra[name] = {
-            "test abs_rel vs untrained": f"{-100 * change[TEST_SET]:+.1f}%",
-            "val frames abs_rel": f"{variant['metrics'][VAL_FRAMES_SET]['abs_rel']:.4f}",
-            "val frames vs untrained": f"{-100 * change[VAL_FRAMES_SET]:+.1f}%",
-            "train s": f"{variant['train_seconds']:.0f}",
-            "batches": str(variant["batches"]),
-        }
-    return markdown_metrics_table(rows, extra)
-
-
-def ablation_markdown(results: dict) -> str:
-    """``ablation.md`` of an ablation run."""
-    settings = results["settings"]
-    lines = [
-        "# GasMono ablation on synthetic indoor data" + (" (quick)" if results["quick"] else ""),
-        "",
-        f"Same data, split ({results['splits']['train_items']} training items with coarse poses), "
-        f"initialisation and schedule for every run: {settings['num_epochs']} epochs at "
-        f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, learning rates "
-        f"{settings['learning_rate']:g} / {settings['decoder_learning_rate']:g}; self-distillation with "
-        f"{settings['iiters']} passes per batch from epoch {settings['iiters_start_epoch']}. "
-        f"Metrics on the held-out test rooms ({results['protocols'][TEST_SET]} protocol, median scaling); the "
-        f"validation frames of the training rooms ({results['protocols'][VAL_FRAMES_SET]} protocol) show how "
-        "well each run fits the rooms it trained on.",
-        "",
-        comparison_table(results),
-        "",
-        "The \"vs untrained\" columns are the relative change of abs_rel (negative: lower, better).",
-        "",
-        *(f"- `{name}`: {variant['description']}" for name, variant in results["variants"].items()),
-        "",
-        f"Total wall time {results['timings_s']['total']:.0f} s; load average at start "
-        f"{results['machine']['load_average_start']}.",
-        "",
-    ]
-    return "\n".join(lines)

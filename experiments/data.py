@@ -78,7 +78,7 @@ def generate_data(paths: DemoPaths, settings: DemoSettings, progress: bool = Tru
         width=settings.render_width,
         num_low_texture=settings.num_low_texture,
         seed=settings.seed,
-        num_workers=settings.render_workers,
+        num_workers=min(settings.render_workers, os.cpu_count() or 1),
         progress=progress,
     )
     subsample_sequences(render_dir / "train", paths.train_data, settings.frame_stride)
@@ -91,7 +91,7 @@ def generate_data(paths: DemoPaths, settings: DemoSettings, progress: bool = Tru
         height=settings.test_height,
         width=settings.test_width,
         seed=settings.seed,
-        num_workers=settings.render_workers,
+        num_workers=min(settings.render_workers, os.cpu_count() or 1),
         progress=progress,
     )
     kinds = {name: scene["kind"] for name, scene in rendered["scenes"].items()}
@@ -124,7 +124,7 @@ def compute_coarse_poses(paths: DemoPaths, settings: DemoSettings, progress: boo
         paths.cpose,
         paths.colmap_work,
         colmap_settings,
-        jobs=settings.colmap_jobs,
+        jobs=min(settings.colmap_jobs, os.cpu_count() or 1),
         overwrite=not unchanged,
         progress=progress,
     )

@@ -2,8 +2,9 @@
 
 :func:`train_and_evaluate` trains one run with ``train.py``'s flags (built by
 :func:`training_flags` from the settings and the components switched on) and
-evaluates its last checkpoint on the two evaluation sets; the ablation
-(:mod:`experiments.ablation`) calls it once per variant.
+evaluates its last checkpoint on the two evaluation sets and its poses
+against the rendered ground truth (:func:`evaluation.poses.evaluate_poses`);
+the ablation (:mod:`experiments.ablation`) calls it once per variant and seed.
 """
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ from typing import Sequence
 import torch
 
 import networks
+from coarse_poses.evaluation import format_pose_kinds_table
 from evaluation import evaluate_checkpoint
+from evaluation.poses import evaluate_poses
 from experiments.data import prepare_data
 from experiments.report import (
     compare_evaluations,
     plot_predictions,
     plot_training_curve,
     results_markdown,
+    target_result,
 )
 from experiments.settings import (
     EVAL_PROTOCOLS,
@@ -51,9 +55,11 @@ def training_flags(
     use_coarse_pose: bool = True,
     use_self_distillation: bool = True,
     extra_flags: Sequence[str] = (),
+    seed: int | None = None,
 ) -> list[str]:
     """The ``train.py`` flags of one demo run (every GasMono component on by default), then
-    ``extra_flags`` (for a repeated flag the last value wins)."""
+    ``extra_flags`` (for a repeated flag the last value wins); ``seed`` is the
+    training seed (default: ``settings.seed``, also the seed of the data)."""
     flags = [
         "--data_path", str(paths.train_data),
         "--cpose_dir", str(paths.cpose),
@@ -73,7 +79,7 @@ def training_flags(
         "--device", settings.device,
         "--log_frequency", str(settings.log_frequency),
         "--save_frequency", str(settings.num_epochs),
-        "--seed", str(settings.seed),
+        "--seed", str(settings.seed if seed is None else seed),
     ]
     if settings.max_train_steps is not None:
         flags += ["--max_train_steps", str(settings.max_train_steps)]
@@ -129,6 +135,7 @@ class RunResult:
     weights: Path
     history: list[dict]
     evaluation: dict[str, dict]
+    poses: dict
     seconds: dict[str, float]
     steps: int
     untrained_weights: Path | None = None
@@ -145,24 +152,28 @@ def train_and_evaluate(
     evaluate_untrained: bool = False,
     progress: bool = True,
     extra_flags: Sequence[str] = (),
+    seed: int | None = None,
 ) -> RunResult:
     """Train one run (stage names prefixed with ``run_name``; a previous run of
-    that name under ``paths.logs`` is removed) and evaluate its last checkpoint.
+    that name under ``paths.logs`` is removed) and evaluate the depth and the
+    poses of its last checkpoint (the poses also go to ``eval_pose.json`` in it,
+    as ``evaluate_pose.py`` writes them).
 
     With ``evaluate_untrained`` the networks are first saved untouched to
-    ``paths.untrained`` and evaluated: the same seed, architecture and
-    initialisation as the trained run. ``extra_flags`` are appended to the
-    ``train.py`` flags of :func:`training_flags`.
+    ``paths.untrained_of(run_name)`` and their depth evaluated: the same seed,
+    architecture and initialisation as the trained run. ``extra_flags`` and
+    ``seed`` (the training seed) go to :func:`training_flags`.
     """
-    flags = training_flags(paths, settings, run_name, use_coarse_pose, use_self_distillation, extra_flags)
+    flags = training_flags(paths, settings, run_name, use_coarse_pose, use_self_distillation, extra_flags, seed)
     with timer.stage(f"{run_name}: setup", verbose=False):
         shutil.rmtree(paths.logs / run_name, ignore_errors=True)
         trainer = Trainer(GasMonoOptions().parse(flags))
     untrained_weights = untrained_evaluation = None
     if evaluate_untrained:
         with timer.stage(f"{run_name}: evaluate the untrained network"):
-            untrained_weights = save_initial_weights(trainer, paths.untrained)
-            untrained_evaluation = evaluate_weights(untrained_weights, "untrained", paths, settings, progress)
+            untrained_weights = save_initial_weights(trainer, paths.untrained_of(run_name))
+            untrained_evaluation = evaluate_weights(untrained_weights, f"untrained_{run_name}", paths, settings,
+                                                    progress)
             logger.info(f"untrained: {_abs_rel_a1(untrained_evaluation)}")
     with timer.stage(f"{run_name}: training"):
         batches = len(trainer.train_loader)
@@ -177,9 +188,13 @@ def train_and_evaluate(
     with timer.stage(f"{run_name}: evaluation"):
         evaluation = evaluate_weights(weights, run_name, paths, settings, progress)
         logger.info(f"{run_name}: {_abs_rel_a1(evaluation)}")
+        poses = evaluate_poses(paths.train_data, paths.cpose, weights, device=settings.device,
+                               batch_size=settings.eval_batch_size, progress=progress)
+        atomic_write_text(json.dumps(poses, indent=2) + "\n", weights / "eval_pose.json")
+        logger.info(format_pose_kinds_table(poses, poses["descriptions"]))
     seconds = {key.split(": ", 1)[1]: value for key, value in timer.seconds.items()
                if key.startswith(f"{run_name}: ")}
-    return RunResult(run_name, flags, weights, list(trainer.history), evaluation, seconds, trainer.step,
+    return RunResult(run_name, flags, weights, list(trainer.history), evaluation, poses, seconds, trainer.step,
                      untrained_weights, untrained_evaluation)
 
 
@@ -193,8 +208,9 @@ def machine_info(settings: DemoSettings) -> dict:
     }
 
 
-def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False, progress: bool = True) -> dict:
-    """Run every stage and write the results under ``out``; returns the ``results.json`` content."""
+def run_demo(out: str | os.PathLike, settings: DemoSettings, preset: str = "full", progress: bool = True) -> dict:
+    """Run every stage and write the results under ``out``; returns the ``results.json`` content
+    (``preset`` names the settings' preset there)."""
     paths = DemoPaths.create(out)
     load_start = [round(value, 2) for value in os.getloadavg()]
     timer = StageTimer()
@@ -215,7 +231,8 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False
     evaluation = compare_evaluations(run.untrained_evaluation, run.evaluation)
     colmap = prepared["colmap"]
     results = {
-        "quick": quick,
+        "preset": preset,
+        "quick": preset == "quick",
         "settings": dataclasses.asdict(settings),
         "machine": {**machine_info(settings), "load_average_start": load_start,
                     "load_average_end": [round(value, 2) for value in os.getloadavg()]},
@@ -234,6 +251,8 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, quick: bool = False
             "abs_rel_relative_reduction": evaluation[TEST_SET]["relative_change"]["abs_rel"],
             "val_frames_abs_rel_relative_reduction": evaluation[VAL_FRAMES_SET]["relative_change"]["abs_rel"],
         },
+        "target": target_result(evaluation),
+        "poses": run.poses,
         "checkpoints": {"untrained": paths.relative(run.untrained_weights), "trained": paths.relative(run.weights)},
         "figures": {"training_curve": paths.relative(curve), "predictions": paths.relative(predictions)},
         "timings_s": timer.seconds,

@@ -1,6 +1,6 @@
 """GasMono networks: the depth encoders (MPViT-small, ResNets) chosen by name,
-the depth decoder, PoseNet, AlignNet, checkpoint I/O in the release's folder
-layout and ImageNet initialisation from local files."""
+the depth decoder, PoseNet and AlignNet (built and loaded by name), checkpoint
+I/O in the release's folder layout and ImageNet initialisation from local files."""
 from .align_net import TransDecoder
 from .checkpoints import (
     MODEL_NAMES,
@@ -18,6 +18,7 @@ from .depth_decoder import DepthDecoder, convex_upsample
 from .depth_model import DEPTH_ENCODER_FACTORIES, build_depth_encoder, load_depth_model
 from .mpvit import MPViT, mpvit_small
 from .pose_decoder import PoseDecoder
+from .pose_model import PAIR_NETWORKS, build_pair_network, load_pair_networks
 from .pretrained import load_mpvit_imagenet, load_resnet_imagenet
 from .resnet_encoder import ResnetEncoder
 
@@ -31,6 +32,9 @@ __all__ = [
     "load_depth_model",
     "ResnetEncoder",
     "PoseDecoder",
+    "PAIR_NETWORKS",
+    "build_pair_network",
+    "load_pair_networks",
     "TransDecoder",
     "MODEL_NAMES",
     "NonFiniteWeightsError",

@@ -466,8 +466,10 @@ def test_pose_errors_of_exact_scaled_and_rotated_estimates(tmp_path):
 
     output = tmp_path / "errors.json"
     evaluate_pose_cli.main(["--cpose_dir", str(tmp_path / "cpose"), "--data_path", str(tmp_path / "data"),
-                            "--output_json", str(output)])
-    assert json.loads(output.read_text())["overall"]["rotation_deg"]["max"] == pytest.approx(2.0, abs=1e-3)
+                            "--out", str(output), "--no_progress"])
+    written = json.loads(output.read_text())
+    assert written["coarse_per_scene"]["overall"]["rotation_deg"]["max"] == pytest.approx(2.0, abs=1e-3)
+    assert written["kinds"]["coarse"]["rotation_deg"]["max"] == pytest.approx(2.0, abs=1e-3)
 
 
 def test_malformed_ground_truth_names_file_and_line(tmp_path):

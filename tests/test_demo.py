@@ -24,7 +24,7 @@ def test_run_sh_without_a_known_command_prints_usage_and_fails(arguments):
     result = _run(*arguments, timeout=30)
     assert result.returncode == 2
     assert "usage: bash run.sh <command>" in result.stderr
-    for command in ("demo [--quick]", "ablate [--quick]", "train DATA_PATH", "train_ddp NGPUS DATA_PATH"):
+    for command in ("demo [--quick]", "ablate [--seeds N]", "train DATA_PATH", "train_ddp NGPUS DATA_PATH"):
         assert command in result.stderr
     if arguments:
         assert "error: unknown command 'no_such_command'" in result.stderr
@@ -41,16 +41,22 @@ def _finite_numbers(value, where: str) -> list[str]:
     return []
 
 
-def test_quick_demo_writes_every_artefact(tmp_path):
-    out = tmp_path / "demo"
-    result = _run("demo", "--quick", "--out", str(out), "--no_progress", timeout=400)
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory) -> tuple:
+    """``bash run.sh demo --quick`` into a folder that the ablation test reuses (same data and COLMAP)."""
+    out = tmp_path_factory.mktemp("quick") / "demo"
+    return out, _run("demo", "--quick", "--out", str(out), "--no_progress", timeout=400)
+
+
+def test_quick_demo_writes_every_artefact(quick_demo):
+    out, result = quick_demo
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
     results = json.loads((out / "results.json").read_text())
-    assert results["quick"] is True
+    assert results["quick"] is True and results["preset"] == "quick"
     assert _finite_numbers(results, "results") == []
     metrics = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
-    assert set(results["evaluation"]) == {"test", "val_frames"}
+    assert list(results["evaluation"]) == ["val_frames", "test"]
     for entry in results["evaluation"].values():
         for model in ("untrained", "trained"):
             assert set(entry[model]) == set(metrics)
@@ -59,6 +65,9 @@ def test_quick_demo_writes_every_artefact(tmp_path):
     assert results["evaluation"]["val_frames"]["num_images"] == results["splits"]["val_items"] >= 2
     assert results["improvement"]["abs_rel_relative_reduction"] == \
         results["evaluation"]["test"]["relative_change"]["abs_rel"]
+    reduction = results["evaluation"]["val_frames"]["relative_change"]["abs_rel"]
+    assert results["target"] == {"eval_set": "val_frames", "required_reduction": 0.25, "reduction": reduction,
+                                 "reached": reduction >= 0.25}
     settings = results["settings"]
     assert results["training"]["steps"] == settings["num_epochs"] * settings["max_train_steps"] == 6
     for stage in ("synthetic data", "coarse poses (COLMAP)", "gasmono: training", "total"):
@@ -76,7 +85,14 @@ def test_quick_demo_writes_every_artefact(tmp_path):
     history = json.loads((out / "training_history.json").read_text())
     assert [entry["step"] for entry in history if entry["mode"] == "train"] == list(range(6))
     assert {entry["epoch"] for entry in history} == {0, 1}
-    assert any(entry["mode"] == "val" for entry in history)
+    val = [entry for entry in history if entry["mode"] == "val"]
+    assert val and all(0 < entry["val/abs_rel"] < 1 for entry in val)
+
+    # poses of the trained networks against the rendered ground truth
+    poses = results["poses"]
+    assert list(poses["kinds"]) == ["coarse", "refined", "final"]
+    assert poses["pairs"] == 2 * (results["splits"]["train_items"] + results["splits"]["val_items"])
+    assert "## Poses against the rendered ground truth" in report and "| final |" in report
 
     # COLMAP: one textured scene reconstructed, the low-texture one listed too
     summary = json.loads((out / "cpose" / "summary.json").read_text())
@@ -106,7 +122,10 @@ def test_quick_demo_writes_every_artefact(tmp_path):
     assert "== summary ==" in result.stdout
     trained_abs_rel = results["evaluation"]["test"]["trained"]["abs_rel"]
     assert re.search(rf"trained\s+{trained_abs_rel:.4f}\s", result.stdout)
-    assert "target (abs_rel on the held-out rooms at least 30% lower than untrained): " in result.stdout
+    verdict = "reached" if results["target"]["reached"] else "not reached"
+    assert (f"target (abs_rel on the validation frames of the training rooms at least 25% lower than untrained): "
+            f"{verdict} (") in result.stdout
+    assert re.search(r"\n  final\s+\d+\.\d{3} deg, \d+\.\d{2} deg, std log scale \d\.\d{3}\n", result.stdout)
 
 
 def test_demo_refuses_a_file_as_output_folder(tmp_path):
@@ -118,32 +137,91 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path):
     assert out.read_text() == "not a folder"
 
 
-def _metrics(abs_rel: float) -> dict[str, float]:
-    from evaluation.metrics import DEPTH_METRIC_NAMES
+def test_quick_ablation_with_two_seeds_reuses_the_demo_data(quick_demo):
+    out, demo = quick_demo
+    assert demo.returncode == 0
+    result = _run("ablate", "--quick", "--seeds", "2", "--variants", "no_coarse_poses", "--out", str(out),
+                  "--set", "num_epochs=1", "max_train_steps=2", "--no_progress", timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "reused 2 training sequences" in result.stdout
+    results = json.loads((out / "ablation.json").read_text())
+    assert results["seeds"] == [0, 1] and list(results["variants"]) == ["full", "no_coarse_poses"]
+    assert set(results["untrained"]) == {"mpvit_small"}
+    assert set(results["untrained"]["mpvit_small"]["runs"]) == {"0", "1"}
+    for name, variant in results["variants"].items():
+        assert set(variant["runs"]) == {"0", "1"}
+        assert all(run["batches"] == 2 for run in variant["runs"].values())
+        stats = results["summary"][name]["val_frames_abs_rel"]
+        assert stats["n"] == 2 and stats["std"] is not None
+        assert stats["mean"] == pytest.approx(sum(stats["values"]) / 2)
+    assert list(results["summary"]["full"]["poses"]) == ["refined", "final"]
+    assert list(results["summary"]["no_coarse_poses"]["poses"]) == ["posenet"]
+    # the two seeds start from different networks
+    untrained = results["untrained"]["mpvit_small"]["runs"]
+    assert untrained["0"]["val_frames_abs_rel"] != untrained["1"]["val_frames_abs_rel"]
+    report = (out / "ablation.md").read_text()
+    assert "| untrained (mpvit_small) | 2 |" in report and "| COLMAP | coarse |" in report
+    assert "Rule: a difference counts when" in report
+    assert "| no_coarse_poses | posenet |" in result.stdout
 
-    return {name: (abs_rel if name == "abs_rel" else 0.5) for name in DEPTH_METRIC_NAMES}
+
+def _runs(values: dict[str, list[float]], kinds: tuple[str, ...] = ("refined", "final")) -> dict:
+    """Per-seed run records with the given val-frame abs_rel values (and fixed other metrics)."""
+    return {str(seed): {"val_frames_abs_rel": value, "test_abs_rel": 0.2, "train_seconds": 10.0,
+                        "poses": {"coarse": {}, **{kind: {"rotation_deg": 1.0, "translation_direction_deg": 5.0,
+                                                           "scale_std_log": 0.1 + 0.01 * seed} for kind in kinds}}}
+            for seed, value in enumerate(values)}
 
 
-def test_ablation_table_reports_the_change_of_abs_rel_with_its_sign():
-    from experiments.ablation import comparison_table
-    from experiments.settings import TEST_SET, VAL_FRAMES_SET
+def test_ablation_statistics_apply_the_spread_rule():
+    from experiments.ablation_report import compare, depth_table, findings, mean_std, pose_table, summarize_runs
 
-    untrained = {TEST_SET: _metrics(0.2), VAL_FRAMES_SET: _metrics(0.1)}
+    assert mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
+    assert mean_std([0.5])["std"] is None
+    assert compare(mean_std([3.0, 5.0]), mean_std([1.0, 1.2]))["beyond_spread"] is True  # |4 - 1.1| > 1.41 + 0.14
+    assert compare(mean_std([1.0, 3.0]), mean_std([0.5, 1.0]))["beyond_spread"] is False  # |2 - 0.75| < 1.41 + 0.35
+    assert compare(mean_std([2.0]), mean_std([1.0]))["beyond_spread"] is None
+
     results = {
-        "untrained": untrained,
         "variants": {
-            "full": {"metrics": {TEST_SET: _metrics(0.1), VAL_FRAMES_SET: _metrics(0.11)},
-                     "abs_rel_reduction_vs_untrained": {TEST_SET: 0.5, VAL_FRAMES_SET: -0.1},
-                     "train_seconds": 12.4, "batches": 7},
+            "full": {"depth_encoder": "mpvit_small", "runs": _runs([0.090, 0.092, 0.094])},
+            "no_coarse_poses": {"depth_encoder": "mpvit_small", "runs": _runs([0.120, 0.124, 0.128], ("posenet",))},
+            "resnet18": {"depth_encoder": "resnet18", "runs": _runs([0.093, 0.095, 0.097])},
         },
+        "untrained": {"mpvit_small": {"runs": {str(seed): {"val_frames_abs_rel": value, "test_abs_rel": 0.2}
+                                               for seed, value in enumerate([0.121, 0.123, 0.125])}},
+                      "resnet18": {"runs": {str(seed): {"val_frames_abs_rel": 0.13, "test_abs_rel": 0.2}
+                                            for seed in range(3)}}},
+        "coarse_poses": {"rotation_deg": 0.02, "translation_direction_deg": 0.7, "scale_std_log": 0.8},
     }
-    table = comparison_table(results).splitlines()
-    assert table[0].startswith("| model | abs_rel |") and table[0].endswith("| train s | batches |")
-    untrained_row = [cell.strip() for cell in table[2].strip("|").split("|")]
-    full_row = [cell.strip() for cell in table[3].strip("|").split("|")]
-    assert untrained_row[:2] == ["untrained", "0.2000"] and untrained_row[-5:] == ["", "0.1000", "", "", ""]
-    assert full_row[:2] == ["full", "0.1000"]
-    assert full_row[-5:] == ["-50.0%", "0.1100", "+10.0%", "12", "7"]
+    results.update(summarize_runs(results))
+    comparisons = results["comparisons"]
+    full_vs_untrained = comparisons["full"]["val_frames_abs_rel"]["vs_untrained"]
+    assert full_vs_untrained["relative"] == pytest.approx(0.092 / 0.123 - 1) and full_vs_untrained["beyond_spread"]
+    assert comparisons["no_coarse_poses"]["val_frames_abs_rel"]["vs_untrained"]["beyond_spread"] is False
+    assert comparisons["no_coarse_poses"]["val_frames_abs_rel"]["vs_full"]["beyond_spread"] is True
+    assert comparisons["resnet18"]["val_frames_abs_rel"]["vs_full"]["beyond_spread"] is False  # 0.003 < 0.002 + 0.002
+    assert comparisons["resnet18"]["val_frames_abs_rel"]["vs_untrained"]["difference"] == pytest.approx(0.095 - 0.13)
+    assert "vs_full" not in comparisons["full"]["val_frames_abs_rel"]
+    # PoseNet alone is compared with full's final poses; equal metrics are never beyond the spread
+    posenet = comparisons["no_coarse_poses"]["poses"]["posenet"]["scale_std_log"]
+    assert posenet["full_kind"] == "final" and posenet["vs_full"]["beyond_spread"] is False
+
+    table = depth_table(results).splitlines()
+    assert table[2].startswith("| untrained (mpvit_small) | 3 | 0.1230 ± 0.0020 |")
+    full_row = [cell.strip() for cell in table[4].strip("|").split("|")]
+    assert full_row[:5] == ["full", "3", "0.0920 ± 0.0020", "-25.2% (beyond spread)", ""]
+    no_coarse = [cell.strip() for cell in table[5].strip("|").split("|")]
+    assert no_coarse[3:5] == ["+0.8% (within spread)", "+34.8% (beyond spread)"]
+    poses = pose_table(results).splitlines()
+    assert poses[2] == "| COLMAP | coarse | 0.020 | 0.700 | 0.800 | |"
+    assert poses[5].startswith("| no_coarse_poses | posenet | 1.000 ± 0.000 |") and poses[5].endswith("| none |")
+    lines = findings(results)
+    assert any(line.startswith("full: val-frame abs_rel 0.0920 ± 0.0020 is 25.2% lower than untrained")
+               for line in lines)
+    assert any(line.startswith("no_coarse_poses: val-frame abs_rel 0.1240 ± 0.0040 is 34.8% higher than full")
+               for line in lines)
+    assert lines[-1].endswith("other comparisons are within their spread.")
 
 
 @pytest.mark.parametrize("reduction, expected", [
@@ -152,7 +230,51 @@ def test_ablation_table_reports_the_change_of_abs_rel_with_its_sign():
     (-0.023, "not reached (2.3% higher)"),
 ])
 def test_demo_summary_states_whether_the_target_is_reached(reduction, expected):
-    from experiments.report import target_verdict
+    from experiments.report import target_result, target_verdict
 
-    verdict = target_verdict({"improvement": {"abs_rel_relative_reduction": reduction}})
-    assert verdict == f"target (abs_rel on the held-out rooms at least 30% lower than untrained): {expected}"
+    target = target_result({"val_frames": {"relative_change": {"abs_rel": reduction}}})
+    assert target["reached"] == (reduction >= 0.25)
+    assert target_verdict({"target": target}) == ("target (abs_rel on the validation frames of the training rooms at "
+                                                  f"least 25% lower than untrained): {expected}")
+
+
+def test_presets_and_settings_overrides_from_the_command_line():
+    from experiments.settings import add_settings_arguments, settings_from_arguments
+    from utils import GasMonoError, OneLineErrorParser
+
+    parser = OneLineErrorParser()
+    add_settings_arguments(parser)
+
+    def settings(*argv: str):
+        return settings_from_arguments(parser.parse_args(list(argv)))
+
+    assert settings()[0] == "full" and settings()[1].device == "cpu"
+    assert settings("--quick")[0] == "quick"
+    preset, gpu = settings("--device", "cuda")
+    assert preset == "gpu" and gpu.device == "cuda" and (gpu.height, gpu.width) == (256, 320)
+    assert gpu.num_scenes > settings()[1].num_scenes and (gpu.render_height, gpu.render_width) == (480, 640)
+    preset, tiny = settings("--preset", "gpu", "--device", "cpu", "--set", "num_scenes=2", "max_train_steps=None",
+                            "learning_rate=1e-4", "--set", "augmentation=none")
+    assert preset == "gpu" and tiny.device == "cpu" and tiny.num_scenes == 2 and tiny.max_train_steps is None
+    assert tiny.learning_rate == 1e-4 and tiny.augmentation == "none" and tiny.height == 256
+    for argv, message in ((["--set", "num_scenes"], "expected NAME=VALUE"),
+                          (["--set", "scenes=3"], "unknown setting 'scenes'"),
+                          (["--set", "num_scenes=2.5"], "num_scenes takes a int"),
+                          (["--quick", "--preset", "gpu"], "--quick contradicts --preset gpu")):
+        with pytest.raises(GasMonoError, match=message):
+            settings(*argv)
+
+
+def test_the_gpu_preset_runs_on_a_cpu_at_tiny_size(tmp_path):
+    from experiments.pipeline import run_demo
+    from experiments.settings import preset_settings
+
+    settings = preset_settings("gpu", device="cpu", num_scenes=2, num_low_texture=1, frames_per_scene=8, num_test=2,
+                               batch_size=2, num_epochs=1, max_train_steps=1, num_workers=0, eval_batch_size=2,
+                               num_prediction_examples=1, num_prediction_val_frames=1)
+    results = run_demo(tmp_path / "gpu", settings, preset="gpu", progress=False)
+    assert results["preset"] == "gpu" and results["training"]["steps"] == 1
+    assert results["settings"]["height"] == 256 and results["dataset"]["train_image_size"] == [480, 640]
+    flags = results["training"]["flags"]
+    assert flags[flags.index("--height") + 1] == "256" and flags[flags.index("--augmentation") + 1] == "strong"
+    assert results["poses"]["height"] == 256 and results["evaluation"]["test"]["num_images"] == 2

@@ -17,7 +17,16 @@ from PIL import Image
 
 import evaluate_depth
 import networks
-from evaluation import EvalConfig, evaluate, evaluate_depth_maps, evaluate_image, format_results, resolve_protocol
+from evaluation import (
+    EvalConfig,
+    evaluate,
+    evaluate_depth_batch,
+    evaluate_depth_maps,
+    evaluate_image,
+    format_results,
+    resolve_protocol,
+    validation_protocol,
+)
 from inference import DepthEstimator, post_process_disparity
 from utils import GasMonoError
 
@@ -132,6 +141,23 @@ def test_perfect_prediction_and_median_scaling():
     assert unscaled["metrics"]["a1"] < 0.5 and unscaled["scale_ratios"] is None
     factor = evaluate_depth_maps(scaled[:1], [gt], protocol, median_scaling=False, scale_factor=1 / 3, progress=False)
     assert factor["metrics"]["abs_rel"] < 1e-6
+
+
+def test_a_validation_batch_is_scored_like_the_evaluator_scores_its_maps():
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(0.5, 12.0, size=(3, 1, 24, 32)).astype(np.float32)
+    gt[2] = 0.0  # an image without valid ground truth is left out
+    pred = rng.uniform(0.5, 8.0, size=(3, 1, 12, 16)).astype(np.float32)
+    protocol = validation_protocol(0.1, 10.0)
+    assert protocol.valid_mask(np.array([0.0, 0.1, 0.2, 9.9, 10.0, 11.0])).tolist() == [False, False, True, True,
+                                                                                        False, False]
+    assert protocol.clamp == (0.1, 10.0) and protocol.gt_crop is None
+    batch = evaluate_depth_batch(torch.from_numpy(1 / pred), torch.from_numpy(gt), protocol)
+    maps = evaluate_depth_maps([1 / p[0] for p in pred[:2]], [g[0] for g in gt[:2]], protocol, progress=False)
+    assert batch == maps["metrics"]
+    assert evaluate_depth_batch(torch.from_numpy(1 / pred), torch.zeros_like(torch.from_numpy(gt)), protocol) is None
+    perfect = evaluate_depth_batch(torch.from_numpy(0.5 / gt[:2]), torch.from_numpy(gt[:2]), protocol)
+    assert perfect["abs_rel"] < 1e-6 and perfect["a1"] == 1.0
 
 
 def test_prediction_is_resized_and_clamped_after_scaling():

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ import train
 from coarse_poses.evaluation import load_gt_poses
 from coarse_poses.pose_files import coarse_poses_from_extrinsics, write_coarse_poses
 from datasets.splits import find_sequence_items, write_split_files
+from layers import disp_to_depth
 from options import GasMonoOptions
 from synthetic.dataset import generate_dataset
 from trainer import Trainer
@@ -97,6 +99,56 @@ def test_training_lowers_the_loss_and_writes_checkpoints(tiny_set, tmp_path):
     assert list((tmp_path / "run" / "val").glob("events.out.tfevents.*"))
 
 
+def _scalar_tags(event_folder: Path) -> set[str]:
+    """The tags of the scalars in the TensorBoard event files of a folder (TFRecord framing)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    for path in event_folder.glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            length = int.from_bytes(data[offset:offset + 8], "little")
+            event = Event.FromString(data[offset + 12:offset + 12 + length])
+            tags |= {value.tag for value in event.summary.value}
+            offset += 12 + length + 4
+    return tags
+
+
+def test_validation_reports_depth_metrics_where_the_data_has_depth(tiny_set, tmp_path):
+    trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1", "--max_train_steps",
+                                                    "3", "--log_frequency", "1")))
+    assert trainer.val_loader.dataset.load_depth and not trainer.train_loader.dataset.load_depth
+    trainer.train()
+    val = [entry for entry in trainer.history if entry["mode"] == "val"]
+    assert len(val) == 3
+    for entry in val:
+        assert 0 < entry["val/abs_rel"] < 1 and entry["val/rmse"] > 0 and 0 <= entry["val/a1"] <= 1
+    assert all("val/abs_rel" not in entry for entry in trainer.history if entry["mode"] == "train")
+    assert {"val/abs_rel", "val/rmse", "val/a1", "loss"} <= _scalar_tags(tmp_path / "run" / "val")
+    assert "val/abs_rel" not in _scalar_tags(tmp_path / "run" / "train")
+
+    # the metrics are median-scaled: ground truth proportional to the prediction scores perfectly
+    trainer.set_eval()
+    batch = next(iter(trainer.val_loader))
+    with torch.no_grad():
+        outputs, _, _ = trainer.process_batch(batch)
+    _, depth = disp_to_depth(outputs[("disp", 0)], 0.1, 10.0)
+    perfect = trainer.compute_depth_metrics({"depth_gt": 0.7 * depth}, outputs)
+    assert perfect["val/abs_rel"] < 1e-5 and perfect["val/a1"] == 1.0
+
+
+def test_validation_without_ground_truth_depth_logs_losses_only(tiny_set, tmp_path):
+    data_path = tmp_path / "no_depth"
+    shutil.copytree(tiny_set["data_path"], data_path, ignore=shutil.ignore_patterns("depth"))
+    flags = _flags({**tiny_set, "data_path": data_path}, tmp_path, "--num_epochs", "1", "--max_train_steps", "1",
+                   "--log_frequency", "1")
+    trainer = Trainer(GasMonoOptions().parse(flags))
+    trainer.train()
+    val = [entry for entry in trainer.history if entry["mode"] == "val"]
+    assert val and set(val[0]) == {"mode", "epoch", "step", "loss"}
+
+
 def test_resumed_run_continues_like_an_uninterrupted_one(tiny_set, tmp_path):
     uninterrupted = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path / "a", "--num_epochs", "2")))
     recorder_a = LossRecorder(uninterrupted)
@@ -149,8 +201,8 @@ def test_non_finite_loss_stops_with_the_step(tiny_set, tmp_path):
     trainer = Trainer(GasMonoOptions().parse(_flags(tiny_set, tmp_path, "--num_epochs", "1")))
     original = trainer.compute_losses
 
-    def poisoned(inputs, outputs, distill_state=None):
-        losses, state = original(inputs, outputs, distill_state)
+    def poisoned(inputs, outputs, *rest):
+        losses, state = original(inputs, outputs, *rest)
         losses["loss"] = losses["loss"] * float("nan")
         return losses, state
 
@@ -180,8 +232,8 @@ def test_last_good_checkpoint_is_one_a_finite_loss_verified(tiny_set, tmp_path):
                                                     "--max_train_steps", "1")))
     original = trainer.compute_losses
 
-    def poisoned_from_step_2(inputs, outputs, distill_state=None):
-        losses, state = original(inputs, outputs, distill_state)
+    def poisoned_from_step_2(inputs, outputs, *rest):
+        losses, state = original(inputs, outputs, *rest)
         if trainer.step >= 2:
             losses["loss"] = losses["loss"] * float("nan")
         return losses, state

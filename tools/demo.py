@@ -4,12 +4,14 @@ Example::
 
     python tools/demo.py --out demo_output            # about 10 minutes on 2 cores
     python tools/demo.py --out demo_output --quick    # every stage, tiny sizes, under 3 minutes
+    python tools/demo.py --out demo_gpu --device cuda # the gpu preset: more rooms, 256x320, ~10 GPU minutes
 
 Renders synthetic rooms, computes coarse poses with COLMAP, trains GasMono with
-every component, evaluates the untrained and the trained network and writes
-results, figures and checkpoints under ``--out`` (layout and stages:
-:mod:`experiments`). Running it again with the same ``--out`` reuses the
-rendered data and finished COLMAP sequences.
+every component, evaluates the depth of the untrained and the trained network
+and the trained network's poses, and writes results, figures and checkpoints
+under ``--out`` (layout and stages: :mod:`experiments`; settings and presets:
+:mod:`experiments.settings`). Running it again with the same ``--out`` reuses
+the rendered data and finished COLMAP sequences.
 """
 from __future__ import annotations
 
@@ -29,21 +31,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from experiments.pipeline import run_demo  # noqa: E402
 from experiments.report import configure_console, format_final_summary  # noqa: E402
-from experiments.settings import preset_settings  # noqa: E402
+from experiments.settings import add_settings_arguments, settings_from_arguments  # noqa: E402
 from utils import OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         description="Run the whole GasMono pipeline (synthetic data, COLMAP coarse poses, training with every "
-        "component, evaluation) on the CPU and write results, figures and checkpoints under --out.",
+        "component, evaluation of depth and poses) and write results, figures and checkpoints under --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (everything goes there)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and 2 short epochs: every stage in a few minutes (a smoke test)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, COLMAP, the split and training")
-    parser.add_argument("--device", type=str, default="cpu", help="device for training and evaluation")
+    add_settings_arguments(parser)
     parser.add_argument("--no_progress", action="store_true",
                         help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
                              "bar per epoch)")
@@ -54,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     configure_console()
-    settings = preset_settings("quick" if args.quick else "full", seed=args.seed, device=args.device)
-    print(f"GasMono demo{' (quick)' if args.quick else ''} -> {args.out.resolve()}; "
+    preset, settings = settings_from_arguments(args)
+    print(f"GasMono demo (preset {preset}, {settings.device}) -> {args.out.resolve()}; "
           f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
-    results = run_demo(args.out, settings, quick=args.quick, progress=not args.no_progress)
+    results = run_demo(args.out, settings, preset=preset, progress=not args.no_progress)
     print(format_final_summary(results))
     print(f"results: {args.out / 'results.md'}, {args.out / 'results.json'}, "
           f"{args.out / 'training_curve.png'}, {args.out / 'predictions.png'}")

@@ -36,7 +36,9 @@ def seed_worker(worker_id: int) -> None:
 
 def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -> NYUDataset:
     """The items of ``<split dir>/<split_file>``, with coarse poses when
-    ``--use_posegt`` and colour augmentation when ``is_train``.
+    ``--use_posegt``, colour augmentation when ``is_train`` and, for
+    validation (not ``is_train``), ground-truth depth (``"depth_gt"``) where
+    the data set has it.
 
     Raises:
         GasMonoError: a missing data or coarse-pose folder, or invalid items.
@@ -57,6 +59,7 @@ def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -
         cpose_dir=cpose_dir,
         augmentation=options.augmentation if is_train else "none",
         resize_filter=options.resize_filter,
+        load_depth=not is_train,
     )
 
 

@@ -69,16 +69,10 @@ def build_models(options: argparse.Namespace, device: torch.device) -> dict[str,
     pretrained = options.weights_init == "pretrained"
     if pretrained and options.resnet_pretrained is not None:
         require_path(options.resnet_pretrained, "ResNet ImageNet weights (--resnet_pretrained)")
-    pose_nets = [("pose_encoder", "pose", networks.PoseDecoder)]
-    if options.use_posegt:
-        pose_nets.append(("trans_encoder", "trans", networks.TransDecoder))
-    for encoder_name, decoder_name, decoder_class in pose_nets:
-        pair_encoder = networks.ResnetEncoder(
-            options.num_layers, pretrained, num_input_images=2, pretrained_path=options.resnet_pretrained
-        )
-        models[encoder_name] = pair_encoder
-        models[decoder_name] = decoder_class(pair_encoder.num_ch_enc, num_input_features=1,
-                                             num_frames_to_predict_for=2)
+    for name in ["pose", "trans"] if options.use_posegt else ["pose"]:
+        encoder_name, _ = networks.PAIR_NETWORKS[name]
+        models[encoder_name], models[name] = networks.build_pair_network(name, options.num_layers, pretrained,
+                                                                         options.resnet_pretrained)
     for name, model in models.items():
         for parameter_name, parameter in model.named_parameters():
             if parameter_name.startswith(UNUSED_PARAMETER_PREFIXES.get(name, ())):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -22,13 +22,17 @@ def open_writers(run_folder: Path) -> dict[str, Any]:
 
 
 def write_summaries(writer: Any, step: int, inputs: dict, outputs: dict, losses: dict[str, torch.Tensor],
-                    learning_rates: Sequence[float], source_frames: Sequence[int], scales: Sequence[int]) -> None:
-    """Write every loss, the learning rate of each optimiser group and, for
-    the first samples of the batch, the target, the warped sources (also the
-    coarse-warped ones), the disparities, the auto-masks and the best
-    disparity of self-distillation, where ``outputs`` has them."""
+                    learning_rates: Sequence[float], source_frames: Sequence[int], scales: Sequence[int],
+                    metrics: Mapping[str, float] | None = None) -> None:
+    """Write every loss, every metric (e.g. ``val/abs_rel``), the learning
+    rate of each optimiser group and, for the first samples of the batch, the
+    target, the warped sources (also the coarse-warped ones), the
+    disparities, the auto-masks and the best disparity of self-distillation,
+    where ``outputs`` has them."""
     for name, value in losses.items():
         writer.add_scalar(name, value.item(), step)
+    for name, value in (metrics or {}).items():
+        writer.add_scalar(name, value, step)
     for group_index, learning_rate in enumerate(learning_rates):
         writer.add_scalar(f"learning_rate/group{group_index}", learning_rate, step)
     for sample in range(min(MAX_IMAGES, inputs[("color", 0, 0)].shape[0])):
