@@ -16,7 +16,8 @@ is resized back to the input size (bilinear) and inverted to depth. Used by
 Inference computes only what the scale-0 disparity needs (the decoder's
 scales 1-3 are not built), with the weights and activations in channels-last
 memory, without autograd bookkeeping, on fused copies of the networks
-(``networks.fusion``: batch norms folded into the convolutions; on the CPU,
+(``networks.fusion``: batch norms folded into the convolutions, the decoder's
+convolutions of upsampled maps computed at the low resolution; on the CPU,
 linear layers and 1 x 1 convolutions through oneDNN with their activations),
 and with ``compile=True`` through ``torch.compile``; the output equals the
 full network's scale 0 up to float rounding (``tests/test_inference.py``).

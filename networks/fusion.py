@@ -5,6 +5,9 @@
 * every batch norm is folded into the convolution before it (the eval-mode
   affine map ``gamma * (y - mean) / sqrt(var + eps) + beta`` becomes the
   convolution's weight scale and bias);
+* the depth decoder's convolutions of nearest-upsampled maps run at the low
+  resolution (:class:`networks.depth_decoder.UpsampledConvBlock`: 2.25 x fewer
+  multiply-adds for the upsampled channels, no upsampled or concatenated map);
 * on the CPU (float32, oneDNN available), every ``nn.Linear`` and every 1 x 1
   convolution runs through oneDNN with its activation fused
   (:class:`OneDNNLinear`, :class:`OneDNNConv2d`): PyTorch runs linear layers
@@ -22,7 +25,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from .depth_decoder import ChannelAttentionFusion
+from .depth_decoder import ChannelAttentionFusion, DepthDecoder, UpsampledConvBlock
 from .mpvit import Conv2d_BN, DWConv2d_BN, Mlp, ResBlock
 
 __all__ = ["fold_batchnorm", "OneDNNLinear", "OneDNNConv2d", "fuse_for_inference"]
@@ -117,7 +120,8 @@ def fuse_for_inference(network: nn.Module, onednn: bool | None = None) -> nn.Mod
 
     Recognised blocks: MPViT's ``Conv2d_BN``, ``DWConv2d_BN``, ``ResBlock`` and ``Mlp``
     (``fc1`` with the GELU), the decoder's ``ChannelAttentionFusion`` (``conv_se`` with the
-    ReLU), and any other ``nn.Linear``. Same inputs and outputs as ``network``; the oneDNN
+    ReLU) and its upsampled-input ``ConvBlock``s (upconv 1 of every level, edge upconv 1 of
+    levels 1-4), and any other ``nn.Linear``. Same inputs and outputs as ``network``; the oneDNN
     modules hold their weights as buffers and have no backward, so the copy is for inference only.
     """
     fused = copy.deepcopy(network).eval()
@@ -134,6 +138,13 @@ def fuse_for_inference(network: nn.Module, onednn: bool | None = None) -> nn.Mod
             module.dwconv, module.norm = fold_batchnorm(module.dwconv, module.norm), nn.Identity()
         elif isinstance(module, ChannelAttentionFusion):
             module.conv_se, module.relu = _conv_act(module.conv_se, module.relu, onednn)
+        elif isinstance(module, DepthDecoder):
+            for level in range(5):
+                upconv0, edge_upconv0, _, upconv1, edge_upconv1 = module._level(level)
+                base = 5 * (4 - level)  # the level's first index in module.decoder (see DepthDecoder)
+                module.decoder[base + 3] = UpsampledConvBlock(upconv1, upconv0.conv.conv.out_channels)
+                if level > 0:  # level 0's edge convolutions are never run
+                    module.decoder[base + 4] = UpsampledConvBlock(edge_upconv1, edge_upconv0.conv.conv.out_channels)
         elif isinstance(module, Mlp) and onednn:
             module.fc1, module.act = OneDNNLinear(module.fc1, "gelu"), nn.Identity()
     if onednn:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from inference import DepthEstimator
 from networks import DepthDecoder, build_depth_encoder
-from networks.depth_decoder import ELU
+from networks.depth_decoder import ELU, ConvBlock, UpsampledConvBlock, upsample2
 from networks.fusion import OneDNNConv2d, OneDNNLinear, fold_batchnorm, fuse_for_inference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -82,6 +82,19 @@ def test_folding_a_batchnorm_equals_conv_then_batchnorm():
         torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("skip_channels", [0, 5])
+def test_the_upsampled_conv_block_equals_the_block_on_the_upsampled_map(skip_channels):
+    generator = torch.Generator().manual_seed(3)
+    block = ConvBlock(4 + skip_channels, 6).eval()
+    x = torch.randn(2, 4, 5, 7, generator=generator)
+    skip = torch.randn(2, skip_channels, 10, 14, generator=generator) if skip_channels else None
+    with torch.no_grad():
+        expected = block(upsample2(x) if skip is None else torch.cat([upsample2(x), skip], dim=1))
+        actual = UpsampledConvBlock(block, 4)(x, skip)
+    assert actual.shape == (2, 6, 10, 14)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("onednn", [False, True])
 def test_the_fused_networks_equal_the_eager_ones(onednn):
     if onednn and not torch.backends.mkldnn.is_available():
@@ -93,6 +106,7 @@ def test_the_fused_networks_equal_the_eager_ones(onednn):
     state = copy.deepcopy(encoder.state_dict())
     fused_encoder, fused_decoder = fuse_for_inference(encoder, onednn), fuse_for_inference(decoder, onednn)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused_encoder.modules())
+    assert sum(isinstance(m, UpsampledConvBlock) for m in fused_decoder.modules()) == 9
     assert any(isinstance(m, (OneDNNLinear, OneDNNConv2d)) for m in fused_encoder.modules()) == onednn
     assert all(torch.equal(value, state[key]) for key, value in encoder.state_dict().items())  # unchanged
     images = torch.rand(2, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(2))
