@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from inference import DepthEstimator
 from networks import DepthDecoder, build_depth_encoder
 from networks.depth_decoder import ELU, ConvBlock, UpsampledConvBlock, upsample2
-from networks.fusion import OneDNNConv2d, OneDNNLinear, fold_batchnorm, fuse_for_inference
+from networks.fusion import OneDNNConv2d, OneDNNLinear, TokenFactorAtt, fold_batchnorm, fuse_for_inference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_networks import release_style  # noqa: E402
@@ -107,6 +107,8 @@ def test_the_fused_networks_equal_the_eager_ones(onednn):
     fused_encoder, fused_decoder = fuse_for_inference(encoder, onednn), fuse_for_inference(decoder, onednn)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused_encoder.modules())
     assert sum(isinstance(m, UpsampledConvBlock) for m in fused_decoder.modules()) == 9
+    # one attention per path and layer: paths (2, 3, 3, 3) x layers (1, 3, 6, 3)
+    assert sum(isinstance(m, TokenFactorAtt) for m in fused_encoder.modules()) == 2 * 1 + 3 * (3 + 6 + 3)
     assert any(isinstance(m, (OneDNNLinear, OneDNNConv2d)) for m in fused_encoder.modules()) == onednn
     assert all(torch.equal(value, state[key]) for key, value in encoder.state_dict().items())  # unchanged
     images = torch.rand(2, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(2))
