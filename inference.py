@@ -118,7 +118,9 @@ class DepthEstimator:
         device: where the networks run.
         compile: run the networks through ``torch.compile`` (for GPUs; on
             the CPU compiling takes minutes).
-        fuse: run fused copies (:func:`networks.fusion.fuse_for_inference`);
+        fuse: run fused copies (:func:`networks.fusion.fuse_for_inference`;
+            with ``compile``, without the oneDNN modules, whose weights
+            ``torch.compile`` cannot lower: it fuses for oneDNN itself);
             ``encoder`` and ``decoder`` stay as given either way.
     """
 
@@ -137,8 +139,9 @@ class DepthEstimator:
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device, memory_format=torch.channels_last).eval()
         self.decoder = decoder.to(self.device, memory_format=torch.channels_last).eval()
-        self._encoder = fuse_for_inference(self.encoder) if fuse else self.encoder
-        self._decoder = fuse_for_inference(self.decoder) if fuse else self.decoder
+        onednn = False if compile else None
+        self._encoder = fuse_for_inference(self.encoder, onednn) if fuse else self.encoder
+        self._decoder = fuse_for_inference(self.decoder, onednn) if fuse else self.decoder
         self._network = torch.compile(self._disparity) if compile else self._disparity
         self.height = int(height)
         self.width = int(width)
