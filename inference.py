@@ -17,10 +17,11 @@ Inference computes only what the scale-0 disparity needs (the decoder's
 scales 1-3 are not built), with the weights and activations in channels-last
 memory, without autograd bookkeeping, on fused copies of the networks
 (``networks.fusion``: batch norms folded into the convolutions, the decoder's
-convolutions of upsampled maps computed at the low resolution; on the CPU,
-linear layers and 1 x 1 convolutions through oneDNN with their activations),
-and with ``compile=True`` through ``torch.compile``; the output equals the
-full network's scale 0 up to float rounding (``tests/test_inference.py``).
+convolutions of upsampled maps computed at the low resolution, the attention's
+key softmax on the token layout; on the CPU, linear layers and 1 x 1
+convolutions through oneDNN with their activations), and with
+``compile=True`` through ``torch.compile``; the output equals the full
+network's scale 0 up to float rounding (``tests/test_inference.py``).
 """
 from __future__ import annotations
 

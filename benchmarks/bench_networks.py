@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="wall time, or this process's CPU time (robust on a loaded machine with --threads 1)")
     parser.add_argument("--compile", action="store_true", help="ours through torch.compile")
     parser.add_argument("--no_fuse", action="store_true",
-                        help="ours without the fused networks (batch-norm folding, oneDNN linear/1x1 conv)")
+                        help="ours on the plain networks, not the fused copies (networks.fusion)")
     parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
                         help="the depth network's encoder")
     args = parser.parse_args(argv)
