@@ -15,9 +15,13 @@ is resized back to the input size (bilinear) and inverted to depth. Used by
 
 Inference computes only what the scale-0 disparity needs (the decoder's
 scales 1-3 are not built), with the weights and activations in channels-last
-memory, without autograd bookkeeping, and with ``compile=True`` through
-``torch.compile``; the output equals the full network's scale 0 up to float
-rounding (``tests/test_inference.py``).
+memory, without autograd bookkeeping, on fused copies of the networks
+(``networks.fusion``: batch norms folded into the convolutions, the decoder's
+convolutions of upsampled maps computed at the low resolution, the attention's
+key softmax on the token layout; on the CPU, linear layers and 1 x 1
+convolutions through oneDNN with their activations), and with
+``compile=True`` through ``torch.compile``; the output equals the full
+network's scale 0 up to float rounding (``tests/test_inference.py``).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from PIL import Image
 import networks
 from datasets.eval_base import prepare_image
 from layers import disp_to_depth
+from networks.fusion import fuse_for_inference
 from utils import GasMonoError, require_cuda_if_requested, select_device
 
 __all__ = [
@@ -114,6 +119,10 @@ class DepthEstimator:
         device: where the networks run.
         compile: run the networks through ``torch.compile`` (for GPUs; on
             the CPU compiling takes minutes).
+        fuse: run fused copies (:func:`networks.fusion.fuse_for_inference`;
+            with ``compile``, without the oneDNN modules, whose weights
+            ``torch.compile`` cannot lower: it fuses for oneDNN itself);
+            ``encoder`` and ``decoder`` stay as given either way.
     """
 
     def __init__(
@@ -126,10 +135,14 @@ class DepthEstimator:
         max_depth: float = 10.0,
         device: str | torch.device = "cpu",
         compile: bool = False,
+        fuse: bool = True,
     ) -> None:
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device, memory_format=torch.channels_last).eval()
         self.decoder = decoder.to(self.device, memory_format=torch.channels_last).eval()
+        onednn = False if compile else None
+        self._encoder = fuse_for_inference(self.encoder, onednn) if fuse else self.encoder
+        self._decoder = fuse_for_inference(self.decoder, onednn) if fuse else self.decoder
         self._network = torch.compile(self._disparity) if compile else self._disparity
         self.height = int(height)
         self.width = int(width)
@@ -175,7 +188,7 @@ class DepthEstimator:
 
     def _disparity(self, images: torch.Tensor) -> torch.Tensor:
         """``B x 3 x height x width`` -> the network's sigmoid disparity ``B x 1 x height x width``."""
-        return self.decoder(self.encoder(images.contiguous(memory_format=torch.channels_last)))[("disp", 0)]
+        return self._decoder(self._encoder(images.contiguous(memory_format=torch.channels_last)))[("disp", 0)]
 
     @torch.inference_mode()
     def disparity_batch(self, images: torch.Tensor, post_process: bool = False) -> torch.Tensor:

@@ -5,8 +5,9 @@ release's way of running the same network, side by side on the same weights.
   four scales as the release does (``release_step.release_decoder_forward``,
   the library's ELU) under ``torch.no_grad``;
 * ours: ``DepthEstimator.disparity_batch``: scale 0 only, channels-last
-  weights and activations, the faster ELU, ``torch.inference_mode`` (plus
-  ``torch.compile`` with ``--compile``).
+  weights and activations, the faster ELU, ``torch.inference_mode``, fused
+  copies of the networks (``networks.fusion``; ``--no_fuse`` runs the plain
+  ones) (plus ``torch.compile`` with ``--compile``).
 
 The two outputs are compared first (scale-0 disparity, relative to its
 largest value); then each batch size is timed in alternating rounds and the
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall time, or this process's CPU time (robust on a loaded machine with --threads 1)")
     parser.add_argument("--compile", action="store_true", help="ours through torch.compile")
+    parser.add_argument("--no_fuse", action="store_true",
+                        help="ours on the plain networks, not the fused copies (networks.fusion)")
     parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
                         help="the depth network's encoder")
     args = parser.parse_args(argv)
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     release = release_style(encoder, decoder)
     scale0 = DepthDecoder(encoder.num_ch_enc, scales=[0])
     scale0.load_state_dict(decoder.state_dict())
-    ours = DepthEstimator(copy.deepcopy(encoder), scale0, args.height, args.width, device=device, compile=args.compile)
+    ours = DepthEstimator(copy.deepcopy(encoder), scale0, args.height, args.width, device=device, compile=args.compile,
+                          fuse=not args.no_fuse)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}, {torch.get_num_threads()} threads, input {args.height}x{args.width}, depth encoder "

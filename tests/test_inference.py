@@ -1,7 +1,9 @@
 """The fast inference path (``inference.DepthEstimator``: scale 0 only,
-channels-last, the faster ELU, inference mode) against the release's way of
-running the same weights (NCHW, all four decoder scales, the library's ELU),
-and the ELU against the library's, values and gradients."""
+channels-last, the faster ELU, inference mode, fused copies of the networks)
+against the release's way of running the same weights (NCHW, all four decoder
+scales, the library's ELU), the fusions against eager networks with
+non-trivial batch-norm statistics, and the ELU against the library's, values
+and gradients."""
 from __future__ import annotations
 
 import copy
@@ -14,7 +16,8 @@ import torch.nn.functional as F
 
 from inference import DepthEstimator
 from networks import DepthDecoder, build_depth_encoder
-from networks.depth_decoder import ELU
+from networks.depth_decoder import ELU, ConvBlock, UpsampledConvBlock, upsample2
+from networks.fusion import OneDNNConv2d, OneDNNLinear, TokenFactorAtt, fold_batchnorm, fuse_for_inference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_networks import release_style  # noqa: E402
@@ -55,3 +58,65 @@ def test_the_elu_equals_the_library_elu_with_its_gradient():
     torch.testing.assert_close(ours_input.grad, library_input.grad, rtol=1e-6, atol=1e-6)
     assert torch.autograd.gradcheck(lambda t: ELU()(t * 1.0), (torch.randn(3, 5, dtype=torch.float64,
                                                                             requires_grad=True),))
+
+
+def _randomize_batchnorms(network: torch.nn.Module, seed: int) -> None:
+    """Running statistics and affine parameters far from the identity."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            channels = module.num_features
+            module.running_mean.copy_(torch.rand(channels, generator=generator) - 0.5)
+            module.running_var.copy_(0.5 + 1.5 * torch.rand(channels, generator=generator))
+            module.weight.data.copy_(0.5 + torch.rand(channels, generator=generator))
+            module.bias.data.copy_(0.4 * torch.rand(channels, generator=generator) - 0.2)
+
+
+def test_folding_a_batchnorm_equals_conv_then_batchnorm():
+    conv = torch.nn.Conv2d(6, 6, 3, 2, 1, groups=3, bias=True)
+    bn = torch.nn.BatchNorm2d(6)
+    _randomize_batchnorms(torch.nn.Sequential(bn), 0)
+    bn.eval()
+    x = torch.randn(2, 6, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("skip_channels", [0, 5])
+def test_the_upsampled_conv_block_equals_the_block_on_the_upsampled_map(skip_channels):
+    generator = torch.Generator().manual_seed(3)
+    block = ConvBlock(4 + skip_channels, 6).eval()
+    x = torch.randn(2, 4, 5, 7, generator=generator)
+    skip = torch.randn(2, skip_channels, 10, 14, generator=generator) if skip_channels else None
+    with torch.no_grad():
+        expected = block(upsample2(x) if skip is None else torch.cat([upsample2(x), skip], dim=1))
+        actual = UpsampledConvBlock(block, 4)(x, skip)
+    assert actual.shape == (2, 6, 10, 14)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_the_fused_networks_equal_the_eager_ones(onednn):
+    if onednn and not torch.backends.mkldnn.is_available():
+        pytest.skip("PyTorch without oneDNN")
+    torch.manual_seed(0)
+    encoder = build_depth_encoder("mpvit_small").eval()
+    _randomize_batchnorms(encoder, 1)
+    decoder = DepthDecoder(encoder.num_ch_enc, scales=[0]).eval()
+    state = copy.deepcopy(encoder.state_dict())
+    fused_encoder, fused_decoder = fuse_for_inference(encoder, onednn), fuse_for_inference(decoder, onednn)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused_encoder.modules())
+    assert sum(isinstance(m, UpsampledConvBlock) for m in fused_decoder.modules()) == 9
+    # one attention per path and layer: paths (2, 3, 3, 3) x layers (1, 3, 6, 3)
+    assert sum(isinstance(m, TokenFactorAtt) for m in fused_encoder.modules()) == 2 * 1 + 3 * (3 + 6 + 3)
+    assert any(isinstance(m, (OneDNNLinear, OneDNNConv2d)) for m in fused_encoder.modules()) == onednn
+    assert all(torch.equal(value, state[key]) for key, value in encoder.state_dict().items())  # unchanged
+    images = torch.rand(2, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected = decoder(encoder(images))[("disp", 0)]
+        actual = fused_decoder(fused_encoder(images))[("disp", 0)]
+    assert float((actual - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
+    estimator = DepthEstimator(encoder, decoder, HEIGHT, WIDTH)
+    unfused = DepthEstimator(encoder, decoder, HEIGHT, WIDTH, fuse=False)
+    assert float((estimator.disparity_batch(images) - unfused.disparity_batch(images)).abs().max()) <= 1e-4 * float(
+        unfused.disparity_batch(images).abs().max())
