@@ -12,21 +12,24 @@ sources warped at all scales) is compared in one call: the target's share
 (its padded image, mean and variance: :class:`PhotometricTarget`) is computed
 once per batch, each prediction costs three 3x3 means instead of five, the
 gradient is written out by hand (:class:`SSIMRelativeL1`), in place, instead
-of recorded operation by operation, and the work goes one comparison at a
-time, so that its temporaries stay in the CPU's cache. The numbers are the same up to float
-rounding (``tests/test_batched_losses.py``).
+of recorded operation by operation, and on the CPU the work goes one
+comparison at a time, so that its temporaries stay in the cache
+(:func:`comparison_groups`). The numbers are the same up to float rounding
+(``tests/test_batched_losses.py``).
 
 Shapes: predictions ``F x B x 3 x S x H x W`` (``F`` sources, ``S`` images
 per source, e.g. one per scale) against a target ``B x 3 x H x W``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SSIM_C1", "SSIM_C2", "SSIM_WEIGHT", "L1_OFFSET", "box_mean", "PhotometricTarget", "photometric_errors"]
+__all__ = ["SSIM_C1", "SSIM_C2", "SSIM_WEIGHT", "L1_OFFSET", "box_mean", "PhotometricTarget", "comparison_groups",
+           "photometric_errors"]
 
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
@@ -114,69 +117,71 @@ class PhotometricTarget:
         return cls(image, image + L1_OFFSET, padded, mu, 2 * mu, mu_sq + SSIM_C1, sigma + SSIM_C2)
 
 
+def comparison_groups(x: torch.Tensor) -> list[tuple[int, slice]]:
+    """The groups of comparisons that :class:`SSIMRelativeL1` computes
+    together, as ``(f, images)`` indices into ``F x B x 3 x S x H x W``
+    predictions ``x``: on the CPU one comparison ``(f, s)`` per group, so
+    that the temporaries of a group stay in the cache; elsewhere one source
+    with all its ``S`` images per group (fewer, larger kernels)."""
+    num_sources, _, _, num_images = x.shape[:4]
+    if x.device.type != "cpu":
+        return [(source, slice(None)) for source in range(num_sources)]
+    return [(source, slice(index, index + 1)) for source in range(num_sources) for index in range(num_images)]
+
+
 class SSIMRelativeL1(torch.autograd.Function):
     """The photometric error with its gradient written out (predictions only;
     the target is data). ``apply(predictions, target)``:
     ``F x B x 3 x S x H x W`` -> ``F x B x S x H x W``.
 
-    Computed one comparison ``(f, s)`` (``B x 3 x H x W``, the release's size)
-    at a time: the dozens of elementwise passes of a comparison then run on
-    temporaries that stay in the CPU's cache (and buffers reused across the
-    comparisons) instead of streaming tensors of all comparisons through
-    memory; each comparison's statistics are saved for the backward pass,
-    which goes through the comparisons in the same way. Buffers are updated
-    in place wherever the formula allows."""
+    Computed one group of comparisons (:func:`comparison_groups`) at a time,
+    with buffers reused across the groups; each group's statistics are saved
+    for the backward pass, which goes through the groups in the same way.
+    Buffers are updated in place wherever the formula allows."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, target: PhotometricTarget) -> torch.Tensor:
-        num_sources, batch, _, num_images = x.shape[:4]
-        image, l1_denominator, padded_y, mu_y, two_mu_y, mu_y_sq_c1, sigma_y_c2 = (
-            value[:, :, 0] for value in (target.image, target.l1_denominator, target.padded, target.mu,
-                                         target.two_mu, target.mu_sq_c1, target.sigma_c2))
-        error = x.new_empty(num_sources, batch, num_images, *x.shape[-2:])
+        groups = comparison_groups(x)
+        error = x.new_empty(x.shape[0], x.shape[1], *x.shape[3:])
         rows = product = None
         saved = []
-        for source in range(num_sources):
-            for index in range(num_images):
-                prediction = x[source, :, :, index]  # B x 3 x H x W
-                padded = reflection_pad(prediction)
-                rows = box_rows_buffer(padded) if rows is None else rows
-                mu_x = box_mean(padded, rows)
-                product = torch.mul(padded, padded, out=product)
-                sigma_c2 = box_mean(product, rows).addcmul_(mu_x, mu_x, value=-1).add_(sigma_y_c2)  # sx + sy + C2
-                sigma_xy = box_mean(torch.mul(padded, padded_y, out=product), rows)
-                sigma_xy.addcmul_(mu_x, mu_y, value=-1).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
-                mean_term = torch.mul(mu_x, two_mu_y).add_(SSIM_C1)  # 2 mu_x mu_y + C1
-                mu_sq_c1 = torch.addcmul(mu_y_sq_c1, mu_x, mu_x)  # mu_x^2 + mu_y^2 + C1
-                denominator = mu_sq_c1 * sigma_c2
-                ssim = torch.mul(mean_term, sigma_xy).div_(denominator)
-                ssim_loss = torch.rsub(ssim, 1).div_(2)
-                in_range = ssim_loss.ge(0).logical_and_(ssim_loss.le(1))  # where clamp passes the gradient
-                difference = image - prediction
-                l1_slope = torch.sign(difference).div_(l1_denominator)
-                relative_l1 = difference.abs_().div_(l1_denominator)
-                saved += [padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range,
-                          l1_slope]
-                comparison = ssim_loss.clamp_(0, 1).mean(1).mul_(SSIM_WEIGHT)
-                error[source, :, index] = comparison.add_(relative_l1.mean(1), alpha=1 - SSIM_WEIGHT)
-        ctx.save_for_backward(padded_y, mu_y, two_mu_y, *saved)
-        ctx.input_shape = x.shape
+        for source, images in groups:
+            prediction = x[source, :, :, images]  # B x 3 x S' x H x W
+            padded = reflection_pad(prediction)
+            rows = box_rows_buffer(padded) if rows is None else rows
+            mu_x = box_mean(padded, rows)
+            product = torch.mul(padded, padded, out=product)
+            sigma_c2 = box_mean(product, rows).addcmul_(mu_x, mu_x, value=-1).add_(target.sigma_c2)  # sx + sy + C2
+            sigma_xy = box_mean(torch.mul(padded, target.padded, out=product), rows)
+            sigma_xy.addcmul_(mu_x, target.mu, value=-1).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
+            mean_term = torch.mul(mu_x, target.two_mu).add_(SSIM_C1)  # 2 mu_x mu_y + C1
+            mu_sq_c1 = torch.addcmul(target.mu_sq_c1, mu_x, mu_x)  # mu_x^2 + mu_y^2 + C1
+            denominator = mu_sq_c1 * sigma_c2
+            ssim = torch.mul(mean_term, sigma_xy).div_(denominator)
+            ssim_loss = torch.rsub(ssim, 1).div_(2)
+            in_range = ssim_loss.ge(0).logical_and_(ssim_loss.le(1))  # where clamp passes the gradient
+            difference = target.image - prediction
+            l1_slope = torch.sign(difference).div_(target.l1_denominator)
+            relative_l1 = difference.abs_().div_(target.l1_denominator)
+            saved += [padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range, l1_slope]
+            group_error = ssim_loss.clamp_(0, 1).mean(1).mul_(SSIM_WEIGHT)
+            error[source, :, images] = group_error.add_(relative_l1.mean(1), alpha=1 - SSIM_WEIGHT)
+        ctx.save_for_backward(target.padded, target.mu, target.two_mu, *saved)
+        ctx.groups = groups
         return error
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         padded_y, mu_y, two_mu_y, *saved = ctx.saved_tensors
-        shape = ctx.input_shape
-        num_sources, batch, channels, num_images, height, width = shape
-        grad_x = grad.new_empty(shape)
-        adjoint = _BoxMeanAdjoint(grad.new_empty(batch, channels, height, width))
+        grad_x = grad.new_empty(grad.shape[0], grad.shape[1], padded_y.shape[1], *grad.shape[2:])
+        like_group = saved[1]  # mu_x: B x 3 x S' x H x W, the shape of every group
+        adjoint = _BoxMeanAdjoint(like_group)
         # the padding's adjoint reads only the size of its "input" argument: an expanded scalar holds no data
-        like_input = grad.new_zeros(()).expand(batch * channels, height, width)
-        for comparison in range(num_sources * num_images):
+        like_input = grad.new_zeros(()).expand(math.prod(like_group.shape[:-2]), *like_group.shape[-2:])
+        for group, (source, images) in enumerate(ctx.groups):
             padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range, l1_slope = \
-                saved[10 * comparison: 10 * (comparison + 1)]
-            source, index = divmod(comparison, num_images)
-            grad_error = grad[source, :, index].unsqueeze(1)  # B x 1 x H x W
+                saved[10 * group: 10 * (group + 1)]
+            grad_error = grad[source, :, images].unsqueeze(1)  # B x 1 x S' x H x W
             # d error / d ssim, then through ssim = (mean_term * sigma_xy) / (mu_sq_c1 * sigma_c2)
             grad_numerator = torch.where(in_range, grad_error * (-0.5 * SSIM_WEIGHT / 3), 0.0).div_(denominator)
             grad_denominator = grad_numerator * ssim
@@ -190,8 +195,8 @@ class SSIMRelativeL1(torch.autograd.Function):
             grad_padded.addcmul_(padded, through_box, value=-2)
             grad_padded.addcmul_(padded_y, adjoint(grad_sigma_xy, out=through_box))
             grad_ssim = torch.ops.aten.reflection_pad2d_backward(_planes(grad_padded), like_input, [1, 1, 1, 1])
-            torch.addcmul(grad_ssim.view(batch, channels, height, width), grad_error, l1_slope,
-                          value=-(1 - SSIM_WEIGHT) / 3, out=grad_x[source, :, :, index])
+            torch.addcmul(grad_ssim.view(grad_mu.shape), grad_error, l1_slope, value=-(1 - SSIM_WEIGHT) / 3,
+                          out=grad_x[source, :, :, images])
         return grad_x, None
 
 
