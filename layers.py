@@ -216,6 +216,36 @@ def warp_image(
     return F.grid_sample(source, grid, padding_mode="border", align_corners=True)
 
 
+class _SamplingGrid(torch.autograd.Function):
+    """The ``grid_sample`` grid of projected points, :class:`Project3D`'s
+    ``((xy / (z + eps)) / scale - 0.5) * 2`` operation by operation, written
+    straight into the sampler's layout, with the gradient that autograd would
+    compute written out (without its zero-filled slice gradients and layout
+    copies). ``apply(cam_points, scale, eps)``: ``B x F x 3 x S x H x W``
+    points, ``scale`` ``2 x 1 x 1 x 1`` (``W - 1``, ``H - 1``) ->
+    ``F x B x S x H x W x 2``."""
+
+    @staticmethod
+    def forward(ctx, cam_points: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+        batch, num_sources, _, num_depths, height, width = cam_points.shape
+        depth = cam_points[:, :, 2:3] + eps  # B x F x 1 x S x H x W
+        pix_coords = cam_points[:, :, :2] / depth  # B x F x 2 x S x H x W
+        grid = cam_points.new_empty(num_sources, batch, num_depths, height, width, 2)
+        torch.div(pix_coords, scale, out=grid.permute(1, 0, 5, 2, 3, 4)).sub_(0.5).mul_(2)
+        ctx.save_for_backward(pix_coords, depth, scale)
+        return grid
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        pix_coords, depth, scale = ctx.saved_tensors
+        grad_pix = torch.mul(grad.permute(1, 0, 5, 2, 3, 4), 2).div_(scale)  # B x F x 2 x S x H x W
+        grad_points = grad.new_empty(*depth.shape[:2], 3, *depth.shape[3:])
+        torch.div(grad_pix, depth, out=grad_points[:, :, :2])
+        # d / d depth of xy / depth: -grad * ((xy / depth) / depth), summed over x and y
+        torch.sum(pix_coords.div(depth).mul_(grad_pix), 2, keepdim=True, out=grad_points[:, :, 2:]).neg_()
+        return grad_points, None, None
+
+
 class BatchedWarp(nn.Module):
     """:func:`warp_image` of ``F`` sources with ``S`` depth maps of one target
     in one sampling call.
@@ -262,9 +292,8 @@ class BatchedWarp(nn.Module):
         projection = torch.matmul(K, poses)[:, :, :3, :].transpose(0, 1).reshape(batch, num_sources * 3, 4)
         cam_points = torch.baddbmm(projection[:, :, 3:], projection[:, :, :3], points)
         cam_points = cam_points.view(batch, num_sources, 3, num_depths, height, width)
-        pix_coords = cam_points[:, :, :2] / (cam_points[:, :, 2:3] + self.eps)  # B x F x 2 x S x H x W
-        grid = (pix_coords / self.grid_scale - 0.5) * 2
-        grid = grid.permute(1, 0, 3, 4, 5, 2).reshape(num_sources * batch, num_depths * height, width, 2)
+        grid = _SamplingGrid.apply(cam_points, self.grid_scale, self.eps)
+        grid = grid.view(num_sources * batch, num_depths * height, width, 2)
         warped = F.grid_sample(sources.reshape(num_sources * batch, channels, height, width), grid,
                                padding_mode="border", align_corners=True)
         return warped.view(num_sources, batch, channels, num_depths, height, width)

@@ -8,12 +8,14 @@ averaged over the colour channels, is the release's
 with SSIM on 3x3 means of reflection-padded images (``C1 = 0.01^2``,
 ``C2 = 0.03^2``); :class:`losses.SSIM` and :func:`losses.photometric_error`
 compute it one comparison at a time. Here every prediction of a batch (all
-sources warped at all scales) is compared at once: the target's share (its
-padded image, mean and variance: :class:`PhotometricTarget`) is computed once
-per batch, each prediction costs three 3x3 means instead of five, and the
+sources warped at all scales) is compared in one call: the target's share
+(its padded image, mean and variance: :class:`PhotometricTarget`) is computed
+once per batch, each prediction costs three 3x3 means instead of five, the
 gradient is written out by hand (:class:`SSIMRelativeL1`), in place, instead
-of recorded operation by operation. The numbers are the same up to float
-rounding (``tests/test_batched_losses.py``).
+of recorded operation by operation, and on the CPU the work goes one
+comparison at a time, so that its temporaries stay in the cache
+(:func:`comparison_groups`). The numbers are the same up to float rounding
+(``tests/test_batched_losses.py``).
 
 Shapes: predictions ``F x B x 3 x S x H x W`` (``F`` sources, ``S`` images
 per source, e.g. one per scale) against a target ``B x 3 x H x W``.
@@ -26,7 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SSIM_C1", "SSIM_C2", "SSIM_WEIGHT", "L1_OFFSET", "box_mean", "PhotometricTarget", "photometric_errors"]
+__all__ = ["SSIM_C1", "SSIM_C2", "SSIM_WEIGHT", "L1_OFFSET", "box_mean", "PhotometricTarget", "comparison_groups",
+           "photometric_errors"]
 
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
@@ -59,6 +62,11 @@ def box_mean(x: torch.Tensor, rows: torch.Tensor | None = None, out: torch.Tenso
     out = torch.add(rows[..., :-2, :], rows[..., 1:-1, :], out=out)
     out += rows[..., 2:, :]
     return out.div_(9)
+
+
+def box_rows_buffer(x: torch.Tensor) -> torch.Tensor:
+    """A buffer for the row sums of :func:`box_mean` of ``x``: ``... x H+2 x W+2`` -> ``... x H+2 x W``."""
+    return x.new_empty(*x.shape[:-1], x.shape[-1] - 2)
 
 
 class _BoxMeanAdjoint:
@@ -109,59 +117,87 @@ class PhotometricTarget:
         return cls(image, image + L1_OFFSET, padded, mu, 2 * mu, mu_sq + SSIM_C1, sigma + SSIM_C2)
 
 
+def comparison_groups(x: torch.Tensor) -> list[tuple[int, slice]]:
+    """The groups of comparisons that :class:`SSIMRelativeL1` computes
+    together, as ``(f, images)`` indices into ``F x B x 3 x S x H x W``
+    predictions ``x``: on the CPU one comparison ``(f, s)`` per group, so
+    that the temporaries of a group stay in the cache; elsewhere one source
+    with all its ``S`` images per group (fewer, larger kernels)."""
+    num_sources, _, _, num_images = x.shape[:4]
+    if x.device.type != "cpu":
+        return [(source, slice(None)) for source in range(num_sources)]
+    return [(source, slice(index, index + 1)) for source in range(num_sources) for index in range(num_images)]
+
+
 class SSIMRelativeL1(torch.autograd.Function):
     """The photometric error with its gradient written out (predictions only;
     the target is data). ``apply(predictions, target)``:
-    ``F x B x 3 x S x H x W`` -> ``F x B x S x H x W``. Buffers are reused
-    and updated in place wherever the formula allows."""
+    ``F x B x 3 x S x H x W`` -> ``F x B x S x H x W``.
+
+    Computed one group of comparisons (:func:`comparison_groups`) at a time,
+    with buffers reused across the groups; each group's statistics are saved
+    for the backward pass, which goes through the groups in the same way.
+    Buffers are updated in place wherever the formula allows."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, target: PhotometricTarget) -> torch.Tensor:
-        padded = reflection_pad(x)
-        rows = padded.new_empty(*padded.shape[:-1], x.shape[-1])
-        mu_x = box_mean(padded, rows)
-        product = padded * padded
-        sigma_c2 = box_mean(product, rows).addcmul_(mu_x, mu_x, value=-1).add_(target.sigma_c2)  # sx + sy + C2
-        sigma_xy = box_mean(torch.mul(padded, target.padded, out=product), rows)
-        sigma_xy.addcmul_(mu_x, target.mu, value=-1).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
-        mean_term = torch.mul(mu_x, target.two_mu).add_(SSIM_C1)  # 2 mu_x mu_y + C1
-        mu_sq_c1 = torch.addcmul(target.mu_sq_c1, mu_x, mu_x)  # mu_x^2 + mu_y^2 + C1
-        denominator = mu_sq_c1 * sigma_c2
-        ssim = torch.mul(mean_term, sigma_xy).div_(denominator)
-        ssim_loss = torch.rsub(ssim, 1).div_(2)
-        in_range = ssim_loss.ge(0).logical_and_(ssim_loss.le(1))  # where clamp passes the gradient
-        difference = target.image - x
-        l1_slope = torch.sign(difference).div_(target.l1_denominator)
-        relative_l1 = difference.abs_().div_(target.l1_denominator)
-        ctx.save_for_backward(padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range,
-                              l1_slope, target.padded, target.mu, target.two_mu)
-        ctx.input_shape = x.shape
-        error = ssim_loss.clamp_(0, 1).mean(2).mul_(SSIM_WEIGHT)
-        return error.add_(relative_l1.mean(2), alpha=1 - SSIM_WEIGHT)
+        groups = comparison_groups(x)
+        error = x.new_empty(x.shape[0], x.shape[1], *x.shape[3:])
+        rows = product = None
+        saved = []
+        for source, images in groups:
+            prediction = x[source, :, :, images]  # B x 3 x S' x H x W
+            padded = reflection_pad(prediction)
+            rows = box_rows_buffer(padded) if rows is None else rows
+            mu_x = box_mean(padded, rows)
+            product = torch.mul(padded, padded, out=product)
+            sigma_c2 = box_mean(product, rows).addcmul_(mu_x, mu_x, value=-1).add_(target.sigma_c2)  # sx + sy + C2
+            sigma_xy = box_mean(torch.mul(padded, target.padded, out=product), rows)
+            sigma_xy.addcmul_(mu_x, target.mu, value=-1).mul_(2).add_(SSIM_C2)  # 2 sigma_xy + C2
+            mean_term = torch.mul(mu_x, target.two_mu).add_(SSIM_C1)  # 2 mu_x mu_y + C1
+            mu_sq_c1 = torch.addcmul(target.mu_sq_c1, mu_x, mu_x)  # mu_x^2 + mu_y^2 + C1
+            denominator = mu_sq_c1 * sigma_c2
+            ssim = torch.mul(mean_term, sigma_xy).div_(denominator)
+            ssim_loss = torch.rsub(ssim, 1).div_(2)
+            in_range = ssim_loss.ge(0).logical_and_(ssim_loss.le(1))  # where clamp passes the gradient
+            difference = target.image - prediction
+            l1_slope = torch.sign(difference).div_(target.l1_denominator)
+            relative_l1 = difference.abs_().div_(target.l1_denominator)
+            saved += [padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range, l1_slope]
+            group_error = ssim_loss.clamp_(0, 1).mean(1).mul_(SSIM_WEIGHT)
+            error[source, :, images] = group_error.add_(relative_l1.mean(1), alpha=1 - SSIM_WEIGHT)
+        ctx.save_for_backward(target.padded, target.mu, target.two_mu, *saved)
+        ctx.groups = groups
+        return error
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range, l1_slope, \
-            target_padded, mu_y, two_mu_y = ctx.saved_tensors
-        grad = grad.unsqueeze(2)
-        # d error / d ssim, then through ssim = (mean_term * sigma_xy) / (mu_sq_c1 * sigma_c2)
-        grad_numerator = torch.where(in_range, grad * (-0.5 * SSIM_WEIGHT / 3), 0.0).div_(denominator)
-        grad_denominator = grad_numerator * ssim
-        grad_mu = torch.mul(grad_numerator, sigma_xy).mul_(two_mu_y)  # through mean_term
-        grad_sigma_xy = grad_numerator.mul_(mean_term).mul_(2)  # d / d box(x * y)
-        grad_sigma_x = torch.mul(grad_denominator, mu_sq_c1)  # minus d / d box(x * x)
-        grad_mu.addcmul_(grad_sigma_xy, mu_y, value=-1)
-        grad_mu.addcmul_(mu_x, grad_denominator.mul_(sigma_c2).sub_(grad_sigma_x), value=-2)
-        adjoint = _BoxMeanAdjoint(grad_mu)
-        grad_padded = adjoint(grad_mu)
-        through_box = adjoint(grad_sigma_x)
-        grad_padded.addcmul_(padded, through_box, value=-2)
-        grad_padded.addcmul_(target_padded, adjoint(grad_sigma_xy, out=through_box))
-        shape = ctx.input_shape
+        padded_y, mu_y, two_mu_y, *saved = ctx.saved_tensors
+        grad_x = grad.new_empty(grad.shape[0], grad.shape[1], padded_y.shape[1], *grad.shape[2:])
+        like_group = saved[1]  # mu_x: B x 3 x S' x H x W, the shape of every group
+        adjoint = _BoxMeanAdjoint(like_group)
         # the padding's adjoint reads only the size of its "input" argument: an expanded scalar holds no data
-        like_input = grad_padded.new_zeros(()).expand(math.prod(shape[:-2]), *shape[-2:])
-        grad_x = torch.ops.aten.reflection_pad2d_backward(_planes(grad_padded), like_input, [1, 1, 1, 1]).view(shape)
-        return grad_x.addcmul_(grad, l1_slope, value=-(1 - SSIM_WEIGHT) / 3), None
+        like_input = grad.new_zeros(()).expand(math.prod(like_group.shape[:-2]), *like_group.shape[-2:])
+        for group, (source, images) in enumerate(ctx.groups):
+            padded, mu_x, mean_term, sigma_xy, mu_sq_c1, sigma_c2, denominator, ssim, in_range, l1_slope = \
+                saved[10 * group: 10 * (group + 1)]
+            grad_error = grad[source, :, images].unsqueeze(1)  # B x 1 x S' x H x W
+            # d error / d ssim, then through ssim = (mean_term * sigma_xy) / (mu_sq_c1 * sigma_c2)
+            grad_numerator = torch.where(in_range, grad_error * (-0.5 * SSIM_WEIGHT / 3), 0.0).div_(denominator)
+            grad_denominator = grad_numerator * ssim
+            grad_mu = torch.mul(grad_numerator, sigma_xy).mul_(two_mu_y)  # through mean_term
+            grad_sigma_xy = grad_numerator.mul_(mean_term).mul_(2)  # d / d box(x * y)
+            grad_sigma_x = torch.mul(grad_denominator, mu_sq_c1)  # minus d / d box(x * x)
+            grad_mu.addcmul_(grad_sigma_xy, mu_y, value=-1)
+            grad_mu.addcmul_(mu_x, grad_denominator.mul_(sigma_c2).sub_(grad_sigma_x), value=-2)
+            grad_padded = adjoint(grad_mu)
+            through_box = adjoint(grad_sigma_x)
+            grad_padded.addcmul_(padded, through_box, value=-2)
+            grad_padded.addcmul_(padded_y, adjoint(grad_sigma_xy, out=through_box))
+            grad_ssim = torch.ops.aten.reflection_pad2d_backward(_planes(grad_padded), like_input, [1, 1, 1, 1])
+            torch.addcmul(grad_ssim.view(grad_mu.shape), grad_error, l1_slope, value=-(1 - SSIM_WEIGHT) / 3,
+                          out=grad_x[source, :, :, images])
+        return grad_x, None
 
 
 def photometric_errors(predictions: torch.Tensor, target: PhotometricTarget, use_ssim: bool = True) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from deterministic_weights import fill_
 from parity_fixtures import load_loss_batch, load_loss_reference
 
+import photometric
 from layers import BackprojectDepth, BatchedWarp, Project3D, transformation_from_parameters, warp_image
 from losses import (
     SSIM,
@@ -172,6 +173,22 @@ def test_the_hand_written_photometric_gradient_is_exact():
     target = PhotometricTarget.of(torch.rand(1, 3, 5, 6, generator=generator, dtype=torch.float64))
     predictions = torch.rand(2, 1, 3, 2, 5, 6, generator=generator, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: SSIMRelativeL1.apply(x, target), (predictions,), eps=1e-6, atol=1e-8)
+
+
+def test_the_photometric_error_is_the_same_whatever_the_grouping_of_comparisons(monkeypatch):
+    """The CPU's one-comparison groups and the one-source groups used on other devices give the same numbers."""
+    generator = torch.Generator().manual_seed(1)
+    target = PhotometricTarget.of(torch.rand(2, 3, 9, 11, generator=generator))
+    predictions = torch.rand(2, 2, 3, 4, 9, 11, generator=generator, requires_grad=True)
+    weights = torch.rand(2, 2, 4, 9, 11, generator=generator)
+    assert len(photometric.comparison_groups(predictions)) == 8  # one per (source, image) on the CPU
+    results = []
+    for groups in (photometric.comparison_groups, lambda x: [(f, slice(None)) for f in range(x.shape[0])]):
+        monkeypatch.setattr(photometric, "comparison_groups", groups)
+        error = SSIMRelativeL1.apply(predictions, target)
+        (gradient,) = torch.autograd.grad((error * weights).sum(), predictions)
+        results.append((error, gradient))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
 def test_batch_terms_are_reused_only_for_the_same_unmodified_images():
