@@ -27,8 +27,7 @@ from typing import Sequence
 
 from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_kinds_table, format_pose_table
 from evaluation.poses import evaluate_poses
-from inference import resolve_device
-from utils import PROJECT_ROOT, OneLineErrorParser, atomic_write_text, cli_entry_point
+from utils import PROJECT_ROOT, OneLineErrorParser, atomic_write_text, cli_entry_point, resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,25 +39,14 @@ import networks
 from datasets.eval_base import prepare_image
 from layers import disp_to_depth
 from networks.fusion import fuse_for_inference
-from utils import GasMonoError, require_cuda_if_requested, select_device
+from utils import GasMonoError
 
 __all__ = [
     "DepthEstimator",
-    "resolve_device",
     "post_process_disparity",
     "resize_disparity",
     "colorize_disparity",
 ]
-
-
-def resolve_device(device: str | None = "auto", no_cuda: bool = False) -> torch.device:
-    """``"auto"``/None: CUDA when available (and not ``no_cuda``), else CPU;
-    otherwise the named device (a CUDA request without CUDA is a user error)."""
-    if device in (None, "auto"):
-        return select_device(no_cuda)
-    if no_cuda and device.startswith("cuda"):
-        raise GasMonoError(f"--no_cuda contradicts --device {device}")
-    return require_cuda_if_requested(device)
 
 
 def post_process_disparity(disp: torch.Tensor, disp_flipped: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from datasets.eval_base import load_rgb
-from inference import DepthEstimator, colorize_disparity, resolve_device
-from utils import GasMonoError, OneLineErrorParser, cli_entry_point, prepare_output_folder
+from inference import DepthEstimator, colorize_disparity
+from utils import GasMonoError, OneLineErrorParser, cli_entry_point, prepare_output_folder, resolve_device
 
 __all__ = [
     "IMAGE_SUFFIXES",

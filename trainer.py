@@ -34,17 +34,18 @@ from tqdm import tqdm
 
 import networks
 import photometric
-from distributed import DistributedContext, init_distributed
+from distributed import init_distributed
 from evaluation.metrics import evaluate_depth_batch
 from evaluation.protocols import validation_protocol
 from layers import BatchedWarp, disp_to_depth, refine_coarse_pose, temporal_pair, transformation_from_parameters
 from losses import TIE_BREAK_NOISE_STD, BatchTerms, BestDisparity, Recipe, compute_batch_losses
+from training.batch_terms import BatchTermsCache
 from training.data import build_loaders
 from training.health import CheckpointHealth
 from training.models import build_models, build_optimizer, depth_encoder_of
 from training.run_folder import check_run_folder, prepare_run_folder, resumes_run
 from training.summaries import open_writers, write_summaries
-from utils import require_cuda_if_requested, require_path, seed_everything, select_device
+from utils import require_path, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +53,6 @@ Batch = dict[Any, torch.Tensor]
 
 # the depth metrics of a validation batch with ground truth (history and TensorBoard: "val/<name>")
 VAL_DEPTH_METRICS = ("abs_rel", "rmse", "a1")
-
-
-def resolve_device(options, context: DistributedContext) -> torch.device:
-    """The device of this process from ``--device`` / ``--no_cuda``."""
-    if options.no_cuda or options.device == "cpu":
-        return torch.device("cpu")
-    if options.device == "auto":
-        device = select_device(no_cuda=False)
-    else:
-        device = require_cuda_if_requested(options.device)
-    if device.type == "cuda" and context.enabled:
-        return torch.device("cuda", context.local_rank)
-    return device
 
 
 class Trainer:
@@ -88,7 +76,9 @@ class Trainer:
         self.recipe = Recipe.from_options(options)
         wants_cuda = not options.no_cuda and options.device != "cpu"
         self.dist = init_distributed(use_cuda=wants_cuda and torch.cuda.is_available())
-        self.device = resolve_device(options, self.dist)
+        self.device = resolve_device(options.device, options.no_cuda)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.height, self.width = options.height, options.width
         self.depth_encoder = depth_encoder_of(options)
         self.source_frames = options.frame_ids[1:]
@@ -126,8 +116,7 @@ class Trainer:
             self.compare = torch.compile(photometric.photometric_errors)
 
         self.warp = BatchedWarp(self.height, self.width).to(self.device)
-        # the loss terms of the last batch that depend on its images only, with what they were computed from
-        self._batch_terms: tuple[list[tuple[torch.Tensor, int]], BatchTerms] | None = None
+        self._batch_terms = BatchTermsCache(options.frame_ids)
 
         if with_data and self.dist.is_main:
             prepare_run_folder(self.log_path, {**vars(options), "depth_encoder": self.depth_encoder},
@@ -257,25 +246,12 @@ class Trainer:
         return outputs, losses, state
 
     def batch_terms(self, inputs: Batch, device_inputs: Batch) -> BatchTerms:
-        """The loss terms that depend on the images of the batch only (:class:`losses.BatchTerms`).
-
-        Computed once per batch: they are reused while the frames given
-        (``inputs``, before moving to the device) are the same tensors, not
-        modified in place since (their version counters), as in the passes of
-        self-distillation over one batch. Images that require a gradient are
-        never reused.
-        """
-        images = [inputs[("color", frame_id, 0)] for frame_id in self.opt.frame_ids]
-        if any(image.requires_grad for image in images):
-            return BatchTerms.of(device_inputs, self.source_frames, self.recipe, self.compare)
-        fingerprint = [(image, image._version) for image in images]
-        if self._batch_terms is not None:
-            cached, terms = self._batch_terms
-            if all(a is b and version_a == version_b for (a, version_a), (b, version_b) in zip(cached, fingerprint)):
-                return terms
-        terms = BatchTerms.of(device_inputs, self.source_frames, self.recipe, self.compare)
-        self._batch_terms = (fingerprint, terms)
-        return terms
+        """The loss terms that depend on the images of the batch only
+        (:class:`losses.BatchTerms`), computed once per batch and reused by
+        its passes (:class:`training.batch_terms.BatchTermsCache`; ``inputs``
+        before, ``device_inputs`` after moving to the device)."""
+        return self._batch_terms.get(
+            inputs, lambda: BatchTerms.of(device_inputs, self.source_frames, self.recipe, self.compare))
 
     def generate_images_posegt(self, inputs: Batch, outputs: dict) -> dict:
         """Warp each source to the target with its coarse pose, whose

@@ -240,6 +240,16 @@ def require_cuda_if_requested(device: str) -> torch.device:
     return parsed
 
 
+def resolve_device(device: str | None = "auto", no_cuda: bool = False) -> torch.device:
+    """``"auto"``/None: CUDA when available (and not ``no_cuda``), else CPU;
+    otherwise the named device (a CUDA request without CUDA is a user error)."""
+    if device in (None, "auto"):
+        return select_device(no_cuda)
+    if no_cuda and device.startswith("cuda"):
+        raise GasMonoError(f"--no_cuda contradicts --device {device}")
+    return require_cuda_if_requested(device)
+
+
 def normalize_image(image: torch.Tensor) -> torch.Tensor:
     """Rescale a tensor to [0, 1] by its own min and max (for visualisation)."""
     low, high = float(image.min()), float(image.max())

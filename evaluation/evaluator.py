@@ -32,8 +32,8 @@ from datasets.eval_scannet import scannet_test_set
 from datasets.eval_seven_scenes import seven_scenes_test_set
 from evaluation.metrics import DEPTH_METRIC_NAMES, evaluate_depth_maps
 from evaluation.protocols import EvalProtocol, resolve_protocol
-from inference import DepthEstimator, resolve_device
-from utils import GasMonoError, atomic_write_text, prepare_output_folder
+from inference import DepthEstimator
+from utils import GasMonoError, atomic_write_text, prepare_output_folder, resolve_device
 
 __all__ = [
     "STEREO_SCALE_FACTOR",

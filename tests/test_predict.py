@@ -14,8 +14,8 @@ from skimage.data import stereo_motorcycle
 import networks
 import predict
 from evaluation import evaluate_image, resolve_protocol
-from inference import DepthEstimator, colorize_disparity, resolve_device
-from utils import GasMonoError
+from inference import DepthEstimator, colorize_disparity
+from utils import GasMonoError, resolve_device
 
 NET_H, NET_W = 64, 96
 
