@@ -51,6 +51,7 @@ __all__ = [
     "SSIM",
     "photometric_error",
     "photometric_errors",
+    "edge_weights",
     "get_smooth_loss",
     "mean_normalised",
     "identity_errors_by_scale",
@@ -206,15 +207,21 @@ def photometric_errors(
     return errors
 
 
-def get_smooth_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Edge-aware first-order smoothness of ``disp`` (``B x 1 x H x W``),
-    weighted by ``exp(-|grad image|)`` (``image`` ``B x 3 x H x W``)."""
-    grad_disp_x = torch.abs(disp[:, :, :, :-1] - disp[:, :, :, 1:])
-    grad_disp_y = torch.abs(disp[:, :, :-1, :] - disp[:, :, 1:, :])
+def edge_weights(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``exp(-|grad image|)`` of the smoothness term, the gradient averaged over
+    the channels: ``B x 3 x H x W`` -> along x ``B x 1 x H x W-1``, along y
+    ``B x 1 x H-1 x W``."""
     grad_image_x = torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:]), 1, keepdim=True)
     grad_image_y = torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]), 1, keepdim=True)
-    grad_disp_x = grad_disp_x * torch.exp(-grad_image_x)
-    grad_disp_y = grad_disp_y * torch.exp(-grad_image_y)
+    return torch.exp(-grad_image_x), torch.exp(-grad_image_y)
+
+
+def get_smooth_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first-order smoothness of ``disp`` (``B x 1 x H x W``),
+    weighted by :func:`edge_weights` of ``image`` (``B x 3 x H x W``)."""
+    weight_x, weight_y = edge_weights(image)
+    grad_disp_x = torch.abs(disp[:, :, :, :-1] - disp[:, :, :, 1:]) * weight_x
+    grad_disp_y = torch.abs(disp[:, :, :-1, :] - disp[:, :, 1:, :]) * weight_y
     return grad_disp_x.mean() + grad_disp_y.mean()
 
 
@@ -274,8 +281,7 @@ class BatchTerms:
         identity_errors: ``B x K x H x W`` the photometric errors of the raw
             sources (``K`` sources, or 1 when averaged), without tie-break
             noise; None without auto-masking.
-        edge_weights: ``exp(-|grad target|)`` along x (``B x 1 x H x W-1``)
-            and y (``B x 1 x H-1 x W``), of the smoothness term.
+        edge_weights: :func:`edge_weights` of the target (smoothness term).
         compare: the photometric error, :func:`photometric.photometric_errors`
             or a compiled version of it.
     """
@@ -292,10 +298,7 @@ class BatchTerms:
            ) -> "BatchTerms":
         """The terms of ``inputs`` (reads ``("color", f, 0)`` of the target and the sources)."""
         image = inputs[("color", 0, 0)]
-        grad_x = torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:]), 1, keepdim=True)
-        grad_y = torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]), 1, keepdim=True)
-        terms = cls(PhotometricTarget.of(image), recipe.use_ssim, None, (torch.exp(-grad_x), torch.exp(-grad_y)),
-                    compare)
+        terms = cls(PhotometricTarget.of(image), recipe.use_ssim, None, edge_weights(image), compare)
         if not recipe.use_automasking:
             return terms
         sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in source_frames]).unsqueeze(3)

@@ -239,6 +239,11 @@ _NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
 }
 
 
+def depth_encoder_of(options: argparse.Namespace) -> str:
+    """The name of the depth encoder to train: ``--depth_encoder``, else GasMono's."""
+    return options.depth_encoder or DEFAULT_DEPTH_ENCODER
+
+
 def _numeric_problem(options: argparse.Namespace) -> str | None:
     """The first numeric option outside its range (NaN and infinity are
     outside every range), or None."""
@@ -274,7 +279,7 @@ def validate_options(options: argparse.Namespace) -> str | None:
         return "--predictive_mask is not supported by GasMono"
     if options.pose_model_type != "separate_resnet" or options.pose_model_input != "pairs":
         return "GasMono supports only --pose_model_type separate_resnet with --pose_model_input pairs"
-    depth_encoder = options.depth_encoder or DEFAULT_DEPTH_ENCODER
+    depth_encoder = depth_encoder_of(options)
     if options.mpvit_pretrained is not None and depth_encoder != "mpvit_small":
         return (f"--mpvit_pretrained initialises --depth_encoder mpvit_small, not {depth_encoder}; "
                 "use --depth_encoder_pretrained")

@@ -178,6 +178,7 @@ class Trainer:
             for batch_index, inputs in enumerate(self.train_loader):
                 if batch_index >= num_batches:
                     break
+                inputs = self.to_device(inputs)  # once per batch, not once per pass
                 state = None  # the best disparity, carried across the passes over this batch
                 for _ in range(passes):
                     outputs, losses, state = self.process_batch(inputs, state)
@@ -206,6 +207,11 @@ class Trainer:
             return image.contiguous(memory_format=torch.channels_last)
         return image
 
+    def to_device(self, inputs: Batch) -> Batch:
+        """The tensors of a batch on the training device (the same tensors when already there)."""
+        return {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()
+                if isinstance(value, torch.Tensor)}
+
     def process_batch(
         self, inputs: Batch, distill_state: BestDisparity | None = None
     ) -> tuple[dict[Any, torch.Tensor], dict[str, torch.Tensor], BestDisparity | None]:
@@ -231,8 +237,7 @@ class Trainer:
             optimise, ``state`` the self-distillation state to give to the
             next pass over the same batch (None without ``--selfpp``).
         """
-        device_inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()
-                         if isinstance(value, torch.Tensor)}
+        device_inputs = self.to_device(inputs)
         with self._autocast():
             features = self.nets["encoder"](self._network_input(device_inputs[("color_aug", 0, 0)]))
             outputs = self.nets["depth"](features)

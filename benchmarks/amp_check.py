@@ -20,9 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_train import EPOCH, random_batch  # noqa: E402
+from bench_train import EPOCH, random_batch, recipe_trainer  # noqa: E402
 
-from options import GasMonoOptions  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from utils import OneLineErrorParser  # noqa: E402
 
@@ -53,15 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="largest relative loss difference that counts as tracking")
     args = parser.parse_args(argv)
-    flags = ["--height", str(args.height), "--width", str(args.width), "--batch_size", str(args.batch_size),
-             "--use_posegt", "--selfpp", "--www", "0.2", "--wpp", "0.2", "--iiters", "2", "--disparity_smoothness",
-             "1e-4", "--weights_init", "scratch", "--device", args.device]
     trainers = {}
     for name, extra in (("fp32", []), ("bf16", ["--amp"])):
         torch.manual_seed(0)
-        trainer = Trainer(GasMonoOptions().parse(flags + extra), with_data=False)
-        trainer.set_train()
-        trainer.epoch = EPOCH
+        trainer = recipe_trainer(args.height, args.width, args.batch_size, "--device", args.device, *extra)
         trainer.tie_break_noise_std = 0.0
         trainers[name] = trainer
     passes = trainers["fp32"].recipe.passes_per_batch(EPOCH)

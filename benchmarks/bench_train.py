@@ -22,8 +22,9 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
@@ -58,27 +59,41 @@ def random_batch(batch_size: int, height: int, width: int) -> dict:
     return batch
 
 
-def ours(trainer: Trainer, batch: dict, passes: int) -> Callable[[], None]:
-    """One batch through our trainer: ``passes`` optimiser steps carrying the distillation state."""
+# the full recipe: coarse poses with AlignNet, self-distillation with two passes per batch
+RECIPE_FLAGS = ["--use_posegt", "--selfpp", "--www", "0.2", "--wpp", "0.2", "--iiters", "2",
+                "--disparity_smoothness", "1e-4", "--weights_init", "scratch"]
+
+
+def recipe_trainer(height: int, width: int, batch_size: int, *extra: str) -> Trainer:
+    """A data-less trainer of the full recipe at :data:`EPOCH`, in training mode (``extra``: more flags)."""
+    flags = ["--height", str(height), "--width", str(width), "--batch_size", str(batch_size), *RECIPE_FLAGS, *extra]
+    trainer = Trainer(GasMonoOptions().parse(flags), with_data=False)
+    trainer.set_train()
+    trainer.epoch = EPOCH
+    return trainer
+
+
+def release_like(trainer: Trainer) -> ReleaseStep:
+    """The release-structured step on the trainer's options and a copy of its weights."""
+    step = ReleaseStep(trainer.opt, trainer.device)
+    for name, model in step.models.items():
+        model.load_state_dict(trainer.models[name].state_dict())
+    step.epoch = trainer.epoch
+    return step
+
+
+def one_batch(process_batch: Callable, optimizer: torch.optim.Optimizer, batch: dict, passes: int,
+              around_step: Callable[[], ContextManager] = nullcontext) -> Callable[[], None]:
+    """One batch: ``passes`` optimiser steps carrying the distillation state, on a fresh copy of
+    ``batch`` (``around_step``: a context for each ``optimizer.step``, e.g. a profiler scope)."""
     def run() -> None:
-        inputs = {key: value.clone() for key, value in batch.items()}
-        state = None
+        inputs, state = {key: value.clone() for key, value in batch.items()}, None
         for _ in range(passes):
-            _, losses, state = trainer.process_batch(inputs, state)
-            trainer.optimizer.zero_grad(set_to_none=True)
+            _, losses, state = process_batch(inputs, state)
+            optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            trainer.optimizer.step()
-    return run
-
-
-def release(step: ReleaseStep, batch: dict, passes: int) -> Callable[[], None]:
-    """One batch through the release-structured step."""
-    def run() -> None:
-        inputs = {key: value.clone() for key, value in batch.items()}
-        state = None
-        for _ in range(passes):
-            _, losses, state = step.process_batch(inputs, state)
-            step.step(losses["loss"])
+            with around_step():
+                optimizer.step()
     return run
 
 
@@ -130,29 +145,21 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    flags = ["--height", str(args.height), "--width", str(args.width), "--batch_size", str(args.batch_size),
-             "--use_posegt", "--selfpp", "--www", "0.2", "--wpp", "0.2", "--iiters", "2", "--disparity_smoothness",
-             "1e-4", "--weights_init", "scratch", "--device", args.device, "--depth_encoder", args.depth_encoder,
-             "--memory_format", args.memory_format]
     torch.manual_seed(0)
     runs: dict[str, Callable[[], None]] = {}
     batch = random_batch(args.batch_size, args.height, args.width)
     device = None
     for amp in {"off": [False], "on": [True], "both": [False, True]}[args.amp]:
-        trainer = Trainer(GasMonoOptions().parse(flags + ["--amp"] * amp + ["--compile"] * args.compile),
-                          with_data=False)
-        trainer.set_train()
-        trainer.epoch = EPOCH
+        trainer = recipe_trainer(args.height, args.width, args.batch_size, "--device", args.device,
+                                 "--depth_encoder", args.depth_encoder, "--memory_format", args.memory_format,
+                                 *["--amp"] * amp, *["--compile"] * args.compile)
         device = trainer.device
         passes = trainer.recipe.passes_per_batch(EPOCH)
         label = f"ours {'bf16' if amp else 'fp32'}{' compiled' if args.compile else ''} {args.memory_format}"
         if not args.no_release and "release fp32 NCHW" not in runs:
-            step = ReleaseStep(trainer.opt, device)
-            for name, model in step.models.items():
-                model.load_state_dict(trainer.models[name].state_dict())
-            step.epoch = EPOCH
-            runs["release fp32 NCHW"] = release(step, batch, passes)
-        runs[label] = ours(trainer, batch, passes)
+            step = release_like(trainer)
+            runs["release fp32 NCHW"] = one_batch(step.process_batch, step.optimizer, batch, passes)
+        runs[label] = one_batch(trainer.process_batch, trainer.optimizer, batch, passes)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}, {torch.get_num_threads()} threads, {args.height}x{args.width}, batch {args.batch_size}, "
           f"depth encoder {args.depth_encoder}, {passes} passes per batch, {args.rounds} alternating rounds, "

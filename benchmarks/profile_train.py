@@ -26,11 +26,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_train import EPOCH, random_batch  # noqa: E402
-from release_step import ReleaseStep  # noqa: E402
+from bench_train import EPOCH, one_batch, random_batch, recipe_trainer, release_like  # noqa: E402
 
-from options import GasMonoOptions  # noqa: E402
-from trainer import Trainer  # noqa: E402
 from utils import OneLineErrorParser  # noqa: E402
 
 OPTIMISER_SCOPE = "optimizer step"
@@ -85,38 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    flags = ["--height", str(args.height), "--width", str(args.width), "--batch_size", str(args.batch_size),
-             "--use_posegt", "--selfpp", "--www", "0.2", "--wpp", "0.2", "--iiters", "2", "--disparity_smoothness",
-             "1e-4", "--weights_init", "scratch", "--device", "cpu"]
     torch.manual_seed(0)
-    trainer = Trainer(GasMonoOptions().parse(flags), with_data=False)
-    trainer.set_train()
-    trainer.epoch = EPOCH
-    step = ReleaseStep(trainer.opt, trainer.device)
-    for name, model in step.models.items():
-        model.load_state_dict(trainer.models[name].state_dict())
-    step.epoch = EPOCH
+    trainer = recipe_trainer(args.height, args.width, args.batch_size, "--device", "cpu")
+    step = release_like(trainer)
     batch = random_batch(args.batch_size, args.height, args.width)
     passes = trainer.recipe.passes_per_batch(EPOCH)
 
-    def ours() -> None:
-        inputs, state = {key: value.clone() for key, value in batch.items()}, None
-        for _ in range(passes):
-            _, losses, state = trainer.process_batch(inputs, state)
-            trainer.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            with record_function(OPTIMISER_SCOPE):
-                trainer.optimizer.step()
+    def optimiser_scope() -> record_function:
+        return record_function(OPTIMISER_SCOPE)
 
-    def release() -> None:
-        inputs, state = {key: value.clone() for key, value in batch.items()}, None
-        for _ in range(passes):
-            _, losses, state = step.process_batch(inputs, state)
-            step.optimizer.zero_grad()
-            losses["loss"].backward()
-            with record_function(OPTIMISER_SCOPE):
-                step.optimizer.step()
-
+    ours = one_batch(trainer.process_batch, trainer.optimizer, batch, passes, optimiser_scope)
+    release = one_batch(step.process_batch, step.optimizer, batch, passes, optimiser_scope)
     theirs, mine = profiled(release), profiled(ours)
     total_theirs, total_mine = sum(theirs.values()), sum(mine.values())
     print(f"CPU, {torch.get_num_threads()} threads, {args.height}x{args.width}, batch {args.batch_size}, one batch of "

@@ -38,6 +38,7 @@ from layers import (  # noqa: E402
     Project3D,
     disp_to_depth,
     refine_coarse_pose,
+    temporal_pair,
     transformation_from_parameters,
     warp_image,
 )
@@ -120,9 +121,6 @@ class ReleaseStep:
         self.epoch = 0
         self.noise_std = TIE_BREAK_NOISE_STD
 
-    def pair(self, source: torch.Tensor, target: torch.Tensor, frame_id: int) -> torch.Tensor:
-        return torch.cat([source, target] if frame_id < 0 else [target, source], 1)
-
     def process_batch(self, inputs: Batch, best: BestDisparity | None = None) -> tuple[dict, dict, BestDisparity]:
         """The release's forward pass and losses -> ``(outputs, losses, best disparity)``."""
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
@@ -130,14 +128,15 @@ class ReleaseStep:
         _, depth = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
         target_aug = inputs[("color_aug", 0, 0)]
         for frame_id in self.source_frames:
-            features = self.models["trans_encoder"](self.pair(inputs[("color_aug", frame_id, 0)], target_aug, frame_id))
+            pair = temporal_pair(inputs[("color_aug", frame_id, 0)], target_aug, frame_id)
+            features = self.models["trans_encoder"](pair)
             translation, scale = self.models["trans"]([features])
             pose = refine_coarse_pose(inputs[("pose_gt", frame_id)].clone(), translation[:, 0], scale[:, 0],
                                       invert=frame_id < 0)
             outputs[("irw_img", frame_id)] = warp_image(inputs[("color", frame_id, 0)], depth, inputs[("K", 0)],
                                                         inputs[("inv_K", 0)], pose, self.backproject, self.project)
         for frame_id in self.source_frames:
-            features = self.models["pose_encoder"](self.pair(outputs[("irw_img", frame_id)], target_aug, frame_id))
+            features = self.models["pose_encoder"](temporal_pair(outputs[("irw_img", frame_id)], target_aug, frame_id))
             axisangle, translation, _ = self.models["pose"]([features])
             outputs[("cam_T_cam", 0, frame_id)] = transformation_from_parameters(
                 axisangle[:, 0], translation[:, 0], invert=frame_id < 0)
@@ -177,9 +176,3 @@ class ReleaseStep:
         losses["selfpp_loss"] = distill
         losses["loss"] = (total + self.recipe.distill_loss_weight(self.epoch) * distill) / len(self.opt.scales)
         return losses, best
-
-    def step(self, loss: torch.Tensor) -> None:
-        """Backward and one AdamW step."""
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()

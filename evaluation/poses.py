@@ -136,7 +136,8 @@ class PoseModel:
             kind -> ``B x 2 x 4 x 4`` ``T_{t->s}`` in the slot order of the pose
             files, for the kinds of :attr:`kinds`.
         """
-        inputs = {key: value.to(self.device) for key, value in inputs.items() if isinstance(value, torch.Tensor)}
+        inputs = {key: value.to(self.device) for key, value in inputs.items()
+                  if isinstance(key, tuple) and key[0] in ("color", "K", "inv_K", "pose_gt")}
         target = inputs[("color", 0, 0)]
         poses: dict[str, list[torch.Tensor]] = {kind: [] for kind in self.kinds}
         if self.uses_coarse_poses:

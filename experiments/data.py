@@ -20,7 +20,7 @@ from PIL import Image
 from coarse_poses.colmap import SequenceResult
 from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_table, load_gt_poses
 from coarse_poses.pose_files import list_pose_items
-from coarse_poses.runner import make_coarse_poses
+from coarse_poses.runner import available_cores, make_coarse_poses
 from coarse_poses.summary import format_summary_table, summarize
 from datasets.eval_base import read_depth_image
 from datasets.nyu_dataset import DEPTH_PNG_SCALE, parse_split_line
@@ -78,7 +78,7 @@ def generate_data(paths: DemoPaths, settings: DemoSettings, progress: bool = Tru
         width=settings.render_width,
         num_low_texture=settings.num_low_texture,
         seed=settings.seed,
-        num_workers=min(settings.render_workers, os.cpu_count() or 1),
+        num_workers=min(settings.render_workers, available_cores()),
         progress=progress,
     )
     subsample_sequences(render_dir / "train", paths.train_data, settings.frame_stride)
@@ -91,7 +91,7 @@ def generate_data(paths: DemoPaths, settings: DemoSettings, progress: bool = Tru
         height=settings.test_height,
         width=settings.test_width,
         seed=settings.seed,
-        num_workers=min(settings.render_workers, os.cpu_count() or 1),
+        num_workers=min(settings.render_workers, available_cores()),
         progress=progress,
     )
     kinds = {name: scene["kind"] for name, scene in rendered["scenes"].items()}
@@ -124,7 +124,7 @@ def compute_coarse_poses(paths: DemoPaths, settings: DemoSettings, progress: boo
         paths.cpose,
         paths.colmap_work,
         colmap_settings,
-        jobs=min(settings.colmap_jobs, os.cpu_count() or 1),
+        jobs=min(settings.colmap_jobs, available_cores()),
         overwrite=not unchanged,
         progress=progress,
     )

@@ -121,8 +121,6 @@ def load_resnet_imagenet(encoder: nn.Module, path: str | os.PathLike | None, num
         logger.warning("no ResNet ImageNet weights given; the encoder starts from scratch")
         return False
     path = Path(path)
-    if not path.is_file():
-        raise GasMonoError(f"ResNet ImageNet weights not found: {path}")
     state = read_state_dict(path, "ResNet ImageNet weights")
     conv1 = state.get("conv1.weight")
     if isinstance(conv1, torch.Tensor) and num_input_images > 1:

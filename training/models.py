@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 import networks
-from utils import DEFAULT_DEPTH_ENCODER, require_path
+from options import depth_encoder_of
+from utils import require_path
 
 __all__ = ["UNUSED_PARAMETER_PREFIXES", "depth_encoder_of", "build_models", "build_optimizer"]
 
@@ -31,11 +32,6 @@ UNUSED_PARAMETER_PREFIXES = {
     "pose_encoder": ("encoder.fc.",),
     "trans_encoder": ("encoder.fc.",),
 }
-
-
-def depth_encoder_of(options: argparse.Namespace) -> str:
-    """The name of the depth encoder to train: ``--depth_encoder``, else GasMono's."""
-    return options.depth_encoder or DEFAULT_DEPTH_ENCODER
 
 
 def _depth_encoder(options: argparse.Namespace) -> nn.Module:
