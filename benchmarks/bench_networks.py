@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_train import measure  # noqa: E402
 from release_step import release_decoder_forward, with_library_elu  # noqa: E402
 
 from inference import DepthEstimator  # noqa: E402
@@ -50,24 +51,6 @@ def release_style(encoder: torch.nn.Module, decoder: DepthDecoder) -> Callable[[
         with torch.no_grad():
             return disp_to_depth(release_decoder_forward(decoder, encoder(images))[("disp", 0)], 0.1, 10.0)[0]
     return run
-
-
-def time_rounds(runs: dict[str, Callable[[], object]], rounds: int, clock: Callable[[], float],
-                device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call of each run, alternating, after one warm-up call each."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = clock()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(clock() - start)
-    return times
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,8 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':>5} {'release ms/image':>17} {'ours ms/image':>14} {'ours / release':>15}")
     for batch in args.batches:
         images = torch.rand(batch, 3, args.height, args.width, device=device)
-        times = time_rounds({"release": lambda: release(images), "ours": lambda: ours.disparity_batch(images)},
-                            args.rounds, clock, device)
+        results = measure({"release": lambda: release(images), "ours": lambda: ours.disparity_batch(images)},
+                          args.rounds, 1, clock, device)
+        times = {name: result["times"] for name, result in results.items()}
         ratios = [mine / theirs for mine, theirs in zip(times["ours"], times["release"])]
         best = {name: 1000 * min(seconds) / batch for name, seconds in times.items()}
         median = {name: 1000 * statistics.median(seconds) / batch for name, seconds in times.items()}
