@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_train import measure  # noqa: E402
-from release_step import release_decoder_forward, with_library_elu  # noqa: E402
+from release_step import release_decoder_forward, with_library_elu, with_library_linear  # noqa: E402
 
 from inference import DepthEstimator  # noqa: E402
 from layers import disp_to_depth  # noqa: E402
@@ -42,8 +42,9 @@ from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser, req
 
 
 def release_style(encoder: torch.nn.Module, decoder: DepthDecoder) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The release's inference: NCHW, all four scales, library ELU -> scaled scale-0 disparity."""
-    encoder, decoder = copy.deepcopy(encoder).eval(), with_library_elu(copy.deepcopy(decoder)).eval()
+    """The release's inference: NCHW, all four scales, library ELU and linear layers -> scaled scale-0 disparity."""
+    encoder = with_library_linear(copy.deepcopy(encoder)).eval()
+    decoder = with_library_elu(copy.deepcopy(decoder)).eval()
     if isinstance(encoder, MPViT):
         encoder.channels_last = False
 

@@ -15,6 +15,7 @@ structure, which is what costs time:
   reprojection errors per scale and source, and the coarse-pose errors again
   at every scale (the term is added at every scale);
 * smoothness recomputes the image gradients at every scale;
+* linear layers on PyTorch's GEMM (``nn.Linear``, not :class:`networks.linear.Linear`);
 * AdamW as the release builds it (the library's default implementation, a
   loop over the parameters on the CPU).
 
@@ -53,6 +54,7 @@ from losses import (  # noqa: E402
     self_distillation_loss,
 )
 from networks.depth_decoder import MASK_LOGIT_SCALE, ConvBlock, convex_upsample, upsample2  # noqa: E402
+from networks.linear import Linear  # noqa: E402
 from training.models import build_models  # noqa: E402
 
 Batch = dict[Any, torch.Tensor]
@@ -65,6 +67,20 @@ def with_library_elu(decoder: torch.nn.Module) -> torch.nn.Module:
         if isinstance(module, ConvBlock):
             module.nonlin = torch.nn.ELU(inplace=True)
     return decoder
+
+
+def with_library_linear(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` with every :class:`networks.linear.Linear` replaced by the
+    library's ``nn.Linear`` on the same parameters (in place): the release
+    computes its linear layers with PyTorch's GEMM."""
+    for parent in list(network.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, Linear):
+                library = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None,
+                                          device=child.weight.device)
+                library.weight, library.bias = child.weight, child.bias
+                setattr(parent, name, library)
+    return network
 
 
 def release_decoder_forward(decoder: torch.nn.Module, features: list[torch.Tensor]) -> dict:
@@ -109,6 +125,7 @@ class ReleaseStep:
         self.device = device
         self.models = build_models(self.opt, self.device)
         with_library_elu(self.models["depth"])
+        with_library_linear(self.models["encoder"])
         rest = [p for name, model in self.models.items() if name != "encoder" for p in model.parameters()]
         self.optimizer = torch.optim.AdamW([
             {"params": rest, "lr": options.decoder_learning_rate},

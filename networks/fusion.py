@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .depth_decoder import ChannelAttentionFusion, DepthDecoder, UpsampledConvBlock
+from .linear import Linear
 from .mpvit import Conv2d_BN, DWConv2d_BN, FactorAtt_ConvRelPosEnc, Mlp, ResBlock
 
 __all__ = ["fold_batchnorm", "OneDNNLinear", "OneDNNConv2d", "TokenFactorAtt", "fuse_for_inference"]
@@ -172,6 +173,6 @@ def fuse_for_inference(network: nn.Module, onednn: bool | None = None) -> nn.Mod
         for name, child in parent.named_children():
             if isinstance(child, FactorAtt_ConvRelPosEnc):
                 setattr(parent, name, TokenFactorAtt(child))
-            elif onednn and type(child) is nn.Linear:
+            elif onednn and type(child) in (nn.Linear, Linear):
                 setattr(parent, name, OneDNNLinear(child))
     return fused

@@ -1,0 +1,90 @@
+"""The linear layers of the MPViT encoder, forward + backward, on PyTorch's
+GEMM (``nn.Linear``) and on oneDNN (``networks.linear.Linear``), CPU float32.
+
+    python benchmarks/bench_linear.py
+    python benchmarks/bench_linear.py --threads 1 --rounds 50
+
+The shapes are those of a training step at 256 x 320, batch 2 (rows = tokens
+x batch; stage 1 to 4: 64, 128, 216 and 288 channels, MLP ratio 4, ``qkv``
+3x). Prints each layer's time per call on both backends (median over
+alternating rounds), the achieved GFLOP/s and the speed-up, and the largest
+difference of the results relative to the largest value.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from networks.linear import Linear, set_cpu_linear_backend  # noqa: E402
+from utils import OneLineErrorParser  # noqa: E402
+
+# (rows, in features, out features): qkv, proj, fc1, fc2 of every stage at 256 x 320, batch 2
+ENCODER_SHAPES = [
+    (10240, 64, 192), (10240, 64, 64), (10240, 64, 256), (10240, 256, 64),
+    (2560, 128, 384), (2560, 128, 128), (2560, 128, 512), (2560, 512, 128),
+    (640, 216, 648), (640, 216, 216), (640, 216, 864), (640, 864, 216),
+    (160, 288, 864), (160, 288, 288), (160, 288, 1152), (160, 1152, 288),
+]
+
+
+def forward_backward(layer: Linear, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        layer(x).backward(grad)
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20, help="timed calls per backend and shape (alternating)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if not torch.backends.mkldnn.is_available():
+        parser.error("this PyTorch is built without oneDNN")
+    torch.manual_seed(0)
+    print(f"CPU, {torch.get_num_threads()} threads, float32, forward + backward, median of {args.rounds} rounds")
+    print(f"{'rows x in -> out':>20} {'GEMM ms':>8} {'GFLOP/s':>8} {'oneDNN ms':>10} {'GFLOP/s':>8} {'speed-up':>9}"
+          f" {'max diff':>9}")
+    totals = {"blas": 0.0, "onednn": 0.0}
+    for rows, features_in, features_out in ENCODER_SHAPES:
+        layer = Linear(features_in, features_out)
+        x = torch.randn(rows, features_in, requires_grad=True)
+        grad = torch.randn(rows, features_out)
+        run = forward_backward(layer, x, grad)
+        times: dict[str, list[float]] = {"blas": [], "onednn": []}
+        outputs = {}
+        for backend in times:
+            set_cpu_linear_backend(backend)
+            with torch.no_grad():
+                outputs[backend] = layer(x)
+            for _ in range(3):
+                run()
+        for _ in range(args.rounds):
+            for backend in times:
+                set_cpu_linear_backend(backend)
+                start = time.perf_counter()
+                run()
+                times[backend].append(time.perf_counter() - start)
+        set_cpu_linear_backend("onednn")
+        flops = 3 * 2 * rows * features_in * features_out  # forward, and the two products of backward
+        blas, onednn = (statistics.median(times[backend]) for backend in ("blas", "onednn"))
+        totals["blas"] += blas
+        totals["onednn"] += onednn
+        difference = float((outputs["onednn"] - outputs["blas"]).abs().max() / outputs["blas"].abs().max())
+        print(f"{f'{rows} x {features_in} -> {features_out}':>20} {1e3 * blas:>8.2f} {flops / blas / 1e9:>8.0f} "
+              f"{1e3 * onednn:>10.2f} {flops / onednn / 1e9:>8.0f} {blas / onednn:>8.2f}x {difference:>9.1e}")
+    print(f"{'all shapes':>20} {1e3 * totals['blas']:>8.2f} {'':>8} {1e3 * totals['onednn']:>10.2f} {'':>8} "
+          f"{totals['blas'] / totals['onednn']:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
