@@ -16,6 +16,7 @@ import torch.nn as nn
 
 import networks
 from options import depth_encoder_of
+from training.optimizer import AdamW
 from utils import require_path
 
 __all__ = ["UNUSED_PARAMETER_PREFIXES", "depth_encoder_of", "build_models", "build_optimizer"]
@@ -87,10 +88,11 @@ def build_optimizer(models: dict[str, nn.Module], options: argparse.Namespace) -
     ``--learning_rate`` (the release's order).
 
     The fused implementation is several times faster than the default
-    per-tensor loop on the CPU and on CUDA."""
+    per-tensor loop on the CPU and on CUDA; :class:`training.optimizer.AdamW`
+    spares it the copies of the channels-last weights."""
     rest = [p for name in ("depth", "pose_encoder", "pose", "trans_encoder", "trans")
             if name in models for p in models[name].parameters()]
-    return torch.optim.AdamW(
+    return AdamW(
         [
             {"params": rest, "lr": options.decoder_learning_rate},
             {"params": list(models["encoder"].parameters()), "lr": options.learning_rate},
