@@ -6,7 +6,8 @@ the release-structured one (``release_step.py``), from ``torch.profiler``.
 
 Each operator's own time (without its children) goes to one group:
 convolutions and matrix products (the networks' kernels, which identical
-math cannot change), normalisation and activations, pooling and padding,
+math cannot change; the linear layers that run as 1 x 1 convolutions,
+``networks.linear``, count as matrix products), normalisation and activations, pooling and padding,
 sampling (the warps), elementwise arithmetic and reductions, memory (copies,
 fills, concatenations) and the optimiser (everything inside
 ``optimizer.step``). The last line is the ceiling that the convolutions and
@@ -49,10 +50,25 @@ GROUPS = {
                "contiguous", "as_strided", "slice_backward", "select_backward", "index_select"),
 }
 GROUP_OF = {f"aten::{name}": group for group, names in GROUPS.items() for name in names}
+# convolution operator -> the indices of its input image and its weight among its arguments
+CONVOLUTION_ARGUMENTS = {**{f"aten::{name}": (0, 1) for name in ("conv2d", "convolution", "_convolution",
+                                                                   "mkldnn_convolution")},
+                         "aten::convolution_backward": (1, 2)}
+
+
+def is_linear_layer(event) -> bool:
+    """A convolution that is a linear layer's product (:func:`networks.linear.onednn_linear`:
+    a ``1 x C x 1 x M`` input and a ``O x C x 1 x 1`` weight)."""
+    shapes = event.input_shapes
+    if event.name not in CONVOLUTION_ARGUMENTS or len(shapes) <= CONVOLUTION_ARGUMENTS[event.name][1]:
+        return False
+    image, weight = (shapes[index] for index in CONVOLUTION_ARGUMENTS[event.name])
+    return len(image) == 4 and image[0] == 1 and image[2] == 1 and len(weight) == 4 and weight[2:] == [1, 1]
 
 
 def group_times(prof: profile) -> dict[str, float]:
-    """Own CPU time (ms) per group; operators inside ``optimizer.step`` go to ``optimiser``."""
+    """Own CPU time (ms) per group; operators inside ``optimizer.step`` go to ``optimiser``,
+    the convolutions of linear layers to ``matrix products``."""
     times: dict[str, float] = defaultdict(float)
     for event in prof.events():
         if not event.name.startswith("aten::"):
@@ -62,13 +78,15 @@ def group_times(prof: profile) -> dict[str, float]:
             in_optimiser = parent.name == OPTIMISER_SCOPE
             parent = parent.cpu_parent
         group = "optimiser" if in_optimiser else GROUP_OF.get(event.name, "elementwise, reductions")
+        if group == "convolutions" and is_linear_layer(event):
+            group = "matrix products"
         times[group] += event.self_cpu_time_total / 1000
     return times
 
 
 def profiled(run: Callable[[], None]) -> dict[str, float]:
     run()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         run()
     return group_times(prof)
 

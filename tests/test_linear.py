@@ -1,6 +1,9 @@
 """networks.linear.Linear: nn.Linear's parameters and results, its CPU product on oneDNN."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -8,6 +11,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from networks.linear import Linear, cpu_linear_backend, onednn_linear, set_cpu_linear_backend
 from networks.mpvit import mpvit_small
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from profile_train import group_times  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
 
@@ -97,3 +103,16 @@ def test_mpvit_keeps_the_library_linear_keys_and_outputs(backend):
         library = encoder(image)
     for a, b in zip(ours, library):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+def test_the_profile_counts_a_linear_layer_as_a_matrix_product_and_a_convolution_as_a_convolution():
+    layer, x = Linear(64, 32), torch.randn(400, 64, requires_grad=True)
+    conv, image = nn.Conv2d(8, 8, 3), torch.randn(2, 8, 40, 40, requires_grad=True)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        layer(x).sum().backward()
+    linear_times = group_times(prof)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        conv(image).sum().backward()
+    conv_times = group_times(prof)
+    assert linear_times["matrix products"] > 0 and linear_times.get("convolutions", 0.0) == 0.0
+    assert conv_times["convolutions"] > 0 and conv_times.get("matrix products", 0.0) == 0.0
