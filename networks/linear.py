@@ -9,8 +9,8 @@ to oneDNN forward and backward, with no copy of the input or the output:
 measured 1.4-1.9 x faster than ``nn.Linear`` forward + backward at the
 encoder's shapes (``benchmarks/bench_linear.py``). Elsewhere (other devices
 and dtypes, inputs of at most 20480 elements, which PyTorch would convolve
-with its GEMM anyway, or with :func:`set_cpu_linear_backend` ``"blas"``) it
-is ``nn.Linear``. Parameters and state-dict keys are ``nn.Linear``'s;
+with its GEMM anyway, oneDNN disabled in ``torch.backends.mkldnn``, or with
+:func:`set_cpu_linear_backend` ``"blas"``) it is ``nn.Linear``. Parameters and state-dict keys are ``nn.Linear``'s;
 results agree up to float rounding (``tests/test_linear.py``).
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 def _runs_on_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (_backend == "onednn" and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and x.numel() >= ONEDNN_MIN_INPUT_ELEMENTS
-            and torch.backends.mkldnn.is_available())
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
 class Linear(nn.Linear):

@@ -73,6 +73,14 @@ def test_the_cpu_product_runs_on_onednn_and_blas_on_request(backend):
     assert "aten::addmm" in blas and "aten::mkldnn_convolution" not in blas
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's flags() context warns
+def test_disabling_onednn_in_torch_gives_the_library_linear():
+    layer, x = Linear(64, 32), torch.randn(400, 64)
+    with torch.backends.mkldnn.flags(enabled=False):
+        operators = _operators(lambda: layer(x))
+    assert "aten::addmm" in operators and "aten::convolution" not in operators
+
+
 def test_small_products_stay_on_the_library_linear():
     layer, x = Linear(64, 32), torch.randn(320, 64)  # 20480 elements: PyTorch would not use oneDNN
     operators = _operators(lambda: layer(x))
