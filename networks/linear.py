@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CPU_LINEAR_BACKENDS", "Linear", "onednn_linear", "set_cpu_linear_backend", "cpu_linear_backend"]
+__all__ = ["CPU_LINEAR_BACKENDS", "ONEDNN_MIN_INPUT_ELEMENTS", "Linear", "onednn_linear", "set_cpu_linear_backend",
+           "cpu_linear_backend"]
 
 CPU_LINEAR_BACKENDS = ("onednn", "blas")
 _backend = "onednn"
