@@ -73,6 +73,17 @@ def test_the_cpu_product_runs_on_onednn_and_blas_on_request(backend):
     assert "aten::addmm" in blas and "aten::mkldnn_convolution" not in blas
 
 
+def test_the_product_runs_on_onednn_on_one_thread_too():
+    layer, x = Linear(64, 32), torch.randn(400, 64, requires_grad=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        operators = _operators(lambda: layer(x).sum().backward())
+    finally:
+        torch.set_num_threads(threads)
+    assert "aten::mkldnn_convolution" in operators and not {"aten::addmm", "aten::mm"} & operators
+
+
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's flags() context warns
 def test_disabling_onednn_in_torch_gives_the_library_linear():
     layer, x = Linear(64, 32), torch.randn(400, 64)
