@@ -23,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_train import measure  # noqa: E402
+
 from networks.linear import Linear, set_cpu_linear_backend  # noqa: E402
 from utils import OneLineErrorParser  # noqa: E402
 
@@ -35,8 +37,10 @@ ENCODER_SHAPES = [
 ]
 
 
-def forward_backward(layer: Linear, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+def on_backend(backend: str, layer: Linear, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+    """Forward + backward of ``layer`` on the CPU linear ``backend``."""
     def run() -> None:
+        set_cpu_linear_backend(backend)
         layer(x).backward(grad)
     return run
 
@@ -59,24 +63,16 @@ def main(argv: list[str] | None = None) -> None:
         layer = Linear(features_in, features_out)
         x = torch.randn(rows, features_in, requires_grad=True)
         grad = torch.randn(rows, features_out)
-        run = forward_backward(layer, x, grad)
-        times: dict[str, list[float]] = {"blas": [], "onednn": []}
         outputs = {}
-        for backend in times:
+        for backend in totals:
             set_cpu_linear_backend(backend)
             with torch.no_grad():
                 outputs[backend] = layer(x)
-            for _ in range(3):
-                run()
-        for _ in range(args.rounds):
-            for backend in times:
-                set_cpu_linear_backend(backend)
-                start = time.perf_counter()
-                run()
-                times[backend].append(time.perf_counter() - start)
+        results = measure({backend: on_backend(backend, layer, x, grad) for backend in totals}, args.rounds, 3,
+                          time.perf_counter, torch.device("cpu"))
         set_cpu_linear_backend("onednn")
         flops = 3 * 2 * rows * features_in * features_out  # forward, and the two products of backward
-        blas, onednn = (statistics.median(times[backend]) for backend in ("blas", "onednn"))
+        blas, onednn = (statistics.median(results[backend]["times"]) for backend in ("blas", "onednn"))
         totals["blas"] += blas
         totals["onednn"] += onednn
         difference = float((outputs["onednn"] - outputs["blas"]).abs().max() / outputs["blas"].abs().max())

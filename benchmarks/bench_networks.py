@@ -2,8 +2,8 @@
 release's way of running the same network, side by side on the same weights.
 
 * release-style: the encoder eager in NCHW memory, the decoder computing all
-  four scales as the release does (``release_step.release_decoder_forward``,
-  the library's ELU) under ``torch.no_grad``;
+  four scales as the release does (``release_step.release_decoder_forward``),
+  the library's ELU and linear layers, under ``torch.no_grad``;
 * ours: ``DepthEstimator.disparity_batch``: scale 0 only, channels-last
   weights and activations, the faster ELU, ``torch.inference_mode``, fused
   copies of the networks (``networks.fusion``; ``--no_fuse`` runs the plain

@@ -8,8 +8,8 @@ channels-last image whose pixels are the input's rows, which PyTorch sends
 to oneDNN forward and backward, with no copy of the input or the output:
 measured 1.4-1.9 x faster than ``nn.Linear`` forward + backward at the
 encoder's shapes (``benchmarks/bench_linear.py``). Elsewhere (other devices
-and dtypes, inputs of at most 20480 elements, which PyTorch would convolve
-with its GEMM anyway, oneDNN disabled in ``torch.backends.mkldnn``, or with
+and dtypes, inputs of at most 20480 elements, which PyTorch would not give
+to oneDNN, oneDNN disabled in ``torch.backends.mkldnn``, or with
 :func:`set_cpu_linear_backend` ``"blas"``) it is ``nn.Linear``. Parameters and state-dict keys are ``nn.Linear``'s;
 results agree up to float rounding (``tests/test_linear.py``).
 """
@@ -24,8 +24,8 @@ __all__ = ["CPU_LINEAR_BACKENDS", "ONEDNN_MIN_INPUT_ELEMENTS", "Linear", "onednn
 
 CPU_LINEAR_BACKENDS = ("onednn", "blas")
 _backend = "onednn"
-# PyTorch sends convolutions of at most this many input elements to its GEMM-based
-# path, not to oneDNN (measured, torch 2.14): such products stay on nn.Linear
+# PyTorch does not give convolutions of at most this many input elements to
+# oneDNN (measured, torch 2.14): such products stay on nn.Linear
 ONEDNN_MIN_INPUT_ELEMENTS = 20481
 
 
