@@ -15,13 +15,15 @@ is resized back to the input size (bilinear) and inverted to depth. Used by
 
 Inference computes only what the scale-0 disparity needs (the decoder's
 scales 1-3 are not built), with the weights and activations in channels-last
-memory, without autograd bookkeeping, on fused copies of the networks
-(``networks.fusion``: batch norms folded into the convolutions, the decoder's
-convolutions of upsampled maps computed at the low resolution, the attention's
-key softmax on the token layout; on the CPU, linear layers and 1 x 1
-convolutions through oneDNN with their activations), and with
-``compile=True`` through ``torch.compile``; the output equals the full
-network's scale 0 up to float rounding (``tests/test_inference.py``).
+memory, without autograd bookkeeping. With the fast kernels (``kernels``,
+:func:`accel.plan_inference`: by default where verified, the CPU) it runs
+fused copies of the networks (:func:`accel.fusion.fuse_for_inference`:
+batch norms folded into the convolutions, the decoder's convolutions of
+upsampled maps computed at the low resolution, the attention's key softmax
+on the token layout; on the CPU, linear layers and 1 x 1 convolutions
+through oneDNN with their activations), and with ``compile=True`` through
+``torch.compile``; the output equals the plain networks' scale 0 up to float
+rounding (``tests/test_accel_inference.py``).
 """
 from __future__ import annotations
 
@@ -35,10 +37,11 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+import accel
 import networks
+from accel.fusion import fuse_for_inference
 from datasets.eval_base import prepare_image
 from layers import disp_to_depth
-from networks.fusion import fuse_for_inference
 from utils import GasMonoError
 
 __all__ = [
@@ -108,9 +111,11 @@ class DepthEstimator:
         device: where the networks run.
         compile: run the networks through ``torch.compile`` (for GPUs; on
             the CPU compiling takes minutes).
-        fuse: run fused copies (:func:`networks.fusion.fuse_for_inference`;
-            with ``compile``, without the oneDNN modules, whose weights
-            ``torch.compile`` cannot lower: it fuses for oneDNN itself);
+        kernels: ``--kernels`` (:func:`accel.plan_inference`): ``reference``
+            runs the networks as given; ``fast`` runs fused copies
+            (:func:`accel.fusion.fuse_for_inference`; with ``compile``,
+            without the oneDNN modules, whose weights ``torch.compile``
+            cannot lower); ``auto`` the fused copies where verified.
             ``encoder`` and ``decoder`` stay as given either way.
     """
 
@@ -124,12 +129,13 @@ class DepthEstimator:
         max_depth: float = 10.0,
         device: str | torch.device = "cpu",
         compile: bool = False,
-        fuse: bool = True,
+        kernels: str = "auto",
     ) -> None:
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device, memory_format=torch.channels_last).eval()
         self.decoder = decoder.to(self.device, memory_format=torch.channels_last).eval()
-        onednn = False if compile else None
+        self.kernels = accel.plan_inference(kernels, self.device, compile)
+        fuse, onednn = self.kernels.fuse, self.kernels.onednn
         self._encoder = fuse_for_inference(self.encoder, onednn) if fuse else self.encoder
         self._decoder = fuse_for_inference(self.decoder, onednn) if fuse else self.decoder
         self._network = torch.compile(self._disparity) if compile else self._disparity
@@ -149,6 +155,7 @@ class DepthEstimator:
         max_depth: float = 10.0,
         depth_encoder: str | None = None,
         compile: bool = False,
+        kernels: str = "auto",
     ) -> "DepthEstimator":
         """Load ``encoder.pth`` and ``depth.pth`` of a weights folder (ours or
         the release's); the depth encoder and the input size come from
@@ -156,7 +163,7 @@ class DepthEstimator:
 
         Args:
             depth_encoder: when given, the checkpoint must hold this encoder.
-            compile: see the class.
+            compile, kernels: see the class.
 
         Raises:
             GasMonoError: missing folder/file, another encoder than
@@ -170,7 +177,7 @@ class DepthEstimator:
         height, width = int(extras["height"]), int(extras["width"])
         if height % 32 or width % 32 or height <= 0 or width <= 0:
             raise GasMonoError(f"{folder / 'encoder.pth'}: input size {height}x{width} is not a multiple of 32")
-        estimator = cls(encoder, decoder, height, width, min_depth, max_depth, device, compile)
+        estimator = cls(encoder, decoder, height, width, min_depth, max_depth, device, compile, kernels)
         estimator.checkpoint = folder
         estimator.depth_encoder = extras["depth_encoder"]
         return estimator

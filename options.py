@@ -15,7 +15,15 @@ import argparse
 import math
 from typing import Callable, Sequence
 
-from utils import AUGMENTATIONS, DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, MODEL_NAMES, PROJECT_ROOT, OneLineErrorParser
+from utils import (
+    AUGMENTATIONS,
+    DEFAULT_DEPTH_ENCODER,
+    DEPTH_ENCODERS,
+    KERNEL_MODES,
+    MODEL_NAMES,
+    PROJECT_ROOT,
+    OneLineErrorParser,
+)
 
 EVAL_SPLITS = ("nyu", "scannet", "7scenes", "eigen")
 EVAL_PROTOCOLS = ("eigen", "release", "p2net")
@@ -165,6 +173,12 @@ class GasMonoOptions:
                                 "CPU, where it was measured) or contiguous (NCHW, as the release)")
         group.add_argument("--channels_last", dest="memory_format", action="store_const", const="channels_last",
                            help="(new) the same as --memory_format channels_last")
+        group.add_argument("--kernels", type=str, default="auto", choices=KERNEL_MODES,
+                           help="(new) reference: the plain PyTorch of losses.py / layers.py / networks/; fast: the "
+                                "batched, hand-tuned kernels of accel/ (same math, faster); auto: fast only where "
+                                "verified (CPU, float32, the tested torch version), checked against the reference "
+                                "on a small batch before training (an edited reference wins), else the reference. "
+                                "Training, evaluation and prediction; one log line says which runs")
         group.add_argument("--compile", action="store_true",
                            help="(new) torch.compile the networks and the photometric loss (training, evaluation "
                                 "and prediction); for GPUs: on the CPU compiling takes minutes and was measured slower")

@@ -3,11 +3,15 @@
 One :class:`Trainer` driven by the options of :mod:`options`:
 ``process_batch`` runs depth, the coarse-pose warp through AlignNet
 (``generate_images_posegt``), PoseNet (``predict_poses``) and the multi-scale
-reprojection (``generate_images_pred``); ``compute_losses`` adds the
+reprojection (``generate_images_pred``); ``compute_losses`` sums the
 photometric, coarse-pose, smoothness and self-distillation terms of
-:func:`losses.compute_batch_losses`. With self-distillation a batch is
-processed ``--iiters`` times, each pass handing its best-disparity state to
-the next.
+:mod:`losses`. With self-distillation a batch is processed ``--iiters``
+times, each pass handing its best-disparity state to the next.
+
+These methods are the reference, plain PyTorch; where the fast kernels of
+:mod:`accel` run (``--kernels``, one log line says which), the warps and the
+losses are handed to :class:`accel.FastTrainingPass`, and before training
+:meth:`Trainer.check_fast_kernels` makes sure both still compute the same.
 
 Runs on CPU or CUDA, single process or DDP under ``torchrun``; checkpoints are
 written atomically in the release's folder layout and a run resumes exactly
@@ -32,20 +36,37 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+import accel
 import networks
-import photometric
 from distributed import init_distributed
 from evaluation.metrics import evaluate_depth_batch
 from evaluation.protocols import validation_protocol
-from layers import BatchedWarp, disp_to_depth, refine_coarse_pose, temporal_pair, transformation_from_parameters
-from losses import TIE_BREAK_NOISE_STD, BatchTerms, BestDisparity, Recipe, compute_batch_losses
-from training.batch_terms import BatchTermsCache
+from layers import (
+    BackprojectDepth,
+    Project3D,
+    disp_to_depth,
+    refine_coarse_pose,
+    temporal_pair,
+    transformation_from_parameters,
+    warp_image,
+)
+from losses import (
+    SSIM,
+    TIE_BREAK_NOISE_STD,
+    BestDisparity,
+    Recipe,
+    get_smooth_loss,
+    identity_errors_by_scale,
+    mean_normalised,
+    photometric_errors,
+    self_distillation_loss,
+)
 from training.data import build_loaders
 from training.health import CheckpointHealth
 from training.models import build_models, build_optimizer, depth_encoder_of
 from training.run_folder import check_run_folder, prepare_run_folder, resumes_run
 from training.summaries import open_writers, write_summaries
-from utils import require_path, resolve_device, seed_everything
+from utils import GasMonoError, NYU_NORMALISED_INTRINSICS, require_path, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +74,8 @@ Batch = dict[Any, torch.Tensor]
 
 # the depth metrics of a validation batch with ground truth (history and TensorBoard: "val/<name>")
 VAL_DEPTH_METRICS = ("abs_rel", "rmse", "a1")
+# the image size at which the fast kernels are compared with the reference before training
+KERNEL_CHECK_SIZE = (64, 96)
 
 
 class Trainer:
@@ -65,13 +88,16 @@ class Trainer:
             :mod:`training.run_folder`). ``False`` gives a trainer that only
             holds the models, optimiser and losses, to be fed hand-built
             batches through ``process_batch``.
+        check_kernels: compare the fast kernels with the reference on a small
+            batch (:meth:`check_fast_kernels`) before using them; default
+            ``with_data`` (a training run).
 
     Raises:
         GasMonoError: invalid data, an occupied run folder, unreadable
             checkpoints or pretrained weights (one-line messages).
     """
 
-    def __init__(self, options, with_data: bool = True) -> None:
+    def __init__(self, options, with_data: bool = True, check_kernels: bool | None = None) -> None:
         self.opt = options
         self.recipe = Recipe.from_options(options)
         wants_cuda = not options.no_cuda and options.device != "cpu"
@@ -104,19 +130,25 @@ class Trainer:
             self.val_iterator = None
 
         self.models = build_models(options, self.device)
+        self.ssim = SSIM().to(self.device)
+        self.backproject_depth = BackprojectDepth(self.height, self.width).to(self.device)
+        self.project_3d = Project3D(self.height, self.width).to(self.device)
+        self.kernels = accel.plan_training(options.kernels, self.device, deterministic=options.deterministic)
+        self.fast = None
+        if self.kernels.fast:
+            self.fast = accel.FastTrainingPass(self.height, self.width, self.recipe, options.scales,
+                                               self.source_frames, options.min_depth, options.max_depth,
+                                               compile=options.compile).to(self.device)
+            accel.accelerate(self.models.values(), self.kernels.onednn_linear, exp_elu=True)
+        if self.fast is not None and (with_data if check_kernels is None else check_kernels):
+            self.check_fast_kernels()
+        logger.info(self.kernels.describe())
         self.health = CheckpointHealth(self.models, self.dist, self.device)
-        self.optimizer = build_optimizer(self.models, options)
+        self.optimizer = build_optimizer(self.models, options, fast=self.kernels.fast)
         self.lr_scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_gamma)
         if options.load_weights_folder:
             self.load_model()
         self.nets = self._wrap_for_training()
-        # the photometric error of the losses, compiled with --compile
-        self.compare = photometric.photometric_errors
-        if options.compile:
-            self.compare = torch.compile(photometric.photometric_errors)
-
-        self.warp = BatchedWarp(self.height, self.width).to(self.device)
-        self._batch_terms = BatchTermsCache(options.frame_ids)
 
         if with_data and self.dist.is_main:
             prepare_run_folder(self.log_path, {**vars(options), "depth_encoder": self.depth_encoder},
@@ -237,54 +269,39 @@ class Trainer:
             optimise, ``state`` the self-distillation state to give to the
             next pass over the same batch (None without ``--selfpp``).
         """
-        device_inputs = self.to_device(inputs)
+        inputs = self.to_device(inputs)
         with self._autocast():
-            features = self.nets["encoder"](self._network_input(device_inputs[("color_aug", 0, 0)]))
+            features = self.nets["encoder"](self._network_input(inputs[("color_aug", 0, 0)]))
             outputs = self.nets["depth"](features)
-        outputs = {key: value.float() for key, value in outputs.items()}
+        outputs = {key: value.to(inputs[("color", 0, 0)].dtype) for key, value in outputs.items()}  # from bf16
         if self.recipe.use_coarse_pose:
-            outputs.update(self.generate_images_posegt(device_inputs, outputs))
-        outputs.update(self.predict_poses(device_inputs, outputs))
-        self.generate_images_pred(device_inputs, outputs)
-        terms = self.batch_terms(inputs, device_inputs)
-        losses, state = self.compute_losses(device_inputs, outputs, distill_state, terms)
+            self.generate_images_posegt(inputs, outputs)
+        outputs.update(self.predict_poses(inputs, outputs))
+        self.generate_images_pred(inputs, outputs)
+        losses, state = self.compute_losses(inputs, outputs, distill_state)
         return outputs, losses, state
 
-    def batch_terms(self, inputs: Batch, device_inputs: Batch) -> BatchTerms:
-        """The loss terms that depend on the images of the batch only
-        (:class:`losses.BatchTerms`), computed once per batch and reused by
-        its passes (:class:`training.batch_terms.BatchTermsCache`; ``inputs``
-        before, ``device_inputs`` after moving to the device)."""
-        return self._batch_terms.get(
-            inputs, lambda: BatchTerms.of(device_inputs, self.source_frames, self.recipe, self.compare))
-
-    def generate_images_posegt(self, inputs: Batch, outputs: dict) -> dict:
+    def generate_images_posegt(self, inputs: Batch, outputs: dict) -> None:
         """Warp each source to the target with its coarse pose, whose
-        translation AlignNet rescales and corrects (AlignNet runs once per
-        source, so that batch normalisation sees the release's batches; the
-        sources are warped together).
-
-        Returns ``("coarse_T", f)`` (``B x 4 x 4``), ``("irw_img", f)``
-        (``B x 3 x H x W``) for every source frame ``f`` and
-        ``"coarse_warped"`` (``F x B x 3 x 1 x H x W``, the same images), to
-        add to ``outputs``.
-        """
+        translation AlignNet rescales and corrects: adds ``("coarse_T", f)``
+        (``B x 4 x 4``) and ``("irw_img", f)`` (``B x 3 x H x W``) for every
+        source frame ``f``."""
         _, depth = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
         target_aug = inputs[("color_aug", 0, 0)]
-        warped = {}
         for frame_id in self.source_frames:
             pair = temporal_pair(inputs[("color_aug", frame_id, 0)], target_aug, frame_id)
             with self._autocast():
                 translation, scale = self.nets["trans"]([self.nets["trans_encoder"](self._network_input(pair))])
-            warped[("coarse_T", frame_id)] = refine_coarse_pose(
-                inputs[("pose_gt", frame_id)], translation[:, 0].float(), scale[:, 0].float(), invert=frame_id < 0)
-        sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.source_frames])
-        poses = torch.stack([warped[("coarse_T", frame_id)] for frame_id in self.source_frames])
-        coarse = self.warp(sources, depth.unsqueeze(0), inputs[("K", 0)], inputs[("inv_K", 0)], poses)
-        warped["coarse_warped"] = coarse
-        for index, frame_id in enumerate(self.source_frames):
-            warped[("irw_img", frame_id)] = coarse[index, :, :, 0]
-        return warped
+            outputs[("coarse_T", frame_id)] = refine_coarse_pose(
+                inputs[("pose_gt", frame_id)], translation[:, 0].to(depth.dtype), scale[:, 0].to(depth.dtype),
+                invert=frame_id < 0)
+        if self.fast is not None:
+            self.fast.warp_with_coarse_poses(inputs, outputs, depth)
+            return
+        for frame_id in self.source_frames:
+            outputs[("irw_img", frame_id)] = warp_image(
+                inputs[("color", frame_id, 0)], depth, inputs[("K", 0)], inputs[("inv_K", 0)],
+                outputs[("coarse_T", frame_id)], self.backproject_depth, self.project_3d)
 
     def predict_poses(self, inputs: Batch, outputs: dict) -> dict:
         """PoseNet on (source, target) pairs in temporal order, once per source.
@@ -304,7 +321,7 @@ class Trainer:
             pair = temporal_pair(source, target_aug, frame_id)
             with self._autocast():
                 axisangle, translation, _ = self.nets["pose"]([self.nets["pose_encoder"](self._network_input(pair))])
-            axisangle, translation = axisangle.float(), translation.float()
+            axisangle, translation = axisangle.to(target_aug.dtype), translation.to(target_aug.dtype)
             poses[("axisangle", 0, frame_id)] = axisangle
             poses[("translation", 0, frame_id)] = translation
             poses[("cam_T_cam", 0, frame_id)] = transformation_from_parameters(
@@ -314,44 +331,168 @@ class Trainer:
 
     def generate_images_pred(self, inputs: Batch, outputs: dict) -> None:
         """Warp each source (the coarse-warped one with coarse poses) into the
-        target with the depth of every scale, all in one sampling call; adds
-        ``("depth", 0, s)`` (``B x 1 x H x W``), ``"reprojections"``
-        (``F x B x 3 x S x H x W``) and its views ``("color", f, s)``
-        (``B x 3 x H x W``) to ``outputs``."""
-        disps = []
+        target with the depth of every scale: adds ``("depth", 0, s)``
+        (``B x 1 x H x W``) and ``("color", f, s)`` (``B x 3 x H x W``)."""
+        if self.fast is not None:
+            self.fast.generate_images_pred(inputs, outputs)
+            return
         for scale in self.opt.scales:
-            disp = outputs[("disp", scale)]
-            if disp.shape[-2:] != (self.height, self.width):
-                disp = F.interpolate(disp, [self.height, self.width], mode="bilinear", align_corners=False)
-            disps.append(disp)
-        _, depths = disp_to_depth(torch.stack(disps), self.opt.min_depth, self.opt.max_depth)
-        if self.recipe.use_coarse_pose:
-            sources = outputs["coarse_warped"][:, :, :, 0]
-        else:
-            sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.source_frames])
-        poses = torch.stack([outputs[("cam_T_cam", 0, frame_id)] for frame_id in self.source_frames])
-        reprojections = self.warp(sources, depths, inputs[("K", 0)], inputs[("inv_K", 0)], poses)
-        outputs["reprojections"] = reprojections
-        for scale_index, scale in enumerate(self.opt.scales):
-            outputs[("depth", 0, scale)] = depths[scale_index]
-            for index, frame_id in enumerate(self.source_frames):
-                outputs[("color", frame_id, scale)] = reprojections[index, :, :, scale_index]
+            disp = F.interpolate(outputs[("disp", scale)], [self.height, self.width], mode="bilinear",
+                                 align_corners=False)
+            _, depth = disp_to_depth(disp, self.opt.min_depth, self.opt.max_depth)
+            outputs[("depth", 0, scale)] = depth
+            for frame_id in self.source_frames:
+                source = outputs[("irw_img", frame_id)] if self.recipe.use_coarse_pose else inputs[("color", frame_id, 0)]
+                outputs[("color", frame_id, scale)] = warp_image(
+                    source, depth, inputs[("K", 0)], inputs[("inv_K", 0)], outputs[("cam_T_cam", 0, frame_id)],
+                    self.backproject_depth, self.project_3d)
 
     def compute_losses(
-        self, inputs: Batch, outputs: dict, distill_state: BestDisparity | None = None,
-        terms: BatchTerms | None = None,
+        self, inputs: Batch, outputs: dict, distill_state: BestDisparity | None = None
     ) -> tuple[dict[str, torch.Tensor], BestDisparity | None]:
-        """The recipe's losses, :func:`losses.compute_batch_losses` (which
-        lists them); adds ``identity_selection/<s>`` (with auto-masking) and
-        ``best_disp`` (with self-distillation) to ``outputs``. ``terms``: the
-        batch's :class:`losses.BatchTerms` when already computed.
+        """GasMono's loss: per scale the minimum reprojection error (auto-masked
+        by the identity errors), the coarse-pose term and the smoothness term;
+        then the self-distillation term; the total divided by the number of scales.
+
+        Adds ``identity_selection/<s>`` (1 where a reprojection won; with
+        auto-masking) and ``best_disp`` (with self-distillation) to ``outputs``.
 
         Returns:
-            ``(losses, state)``: the losses and the updated self-distillation
-            state (None without ``--selfpp``).
+            ``(losses, state)``: ``losses["loss"]`` to optimise and every term by
+            name; the updated best-disparity state (None without ``--selfpp``).
         """
-        return compute_batch_losses(inputs, outputs, self.recipe, self.opt.scales, self.source_frames, self.epoch,
-                                    distill_state, self.tie_break_noise_std, terms)
+        if self.fast is not None:
+            return self.fast.compute_losses(inputs, outputs, distill_state, self.epoch, self.tie_break_noise_std)
+        recipe, scales, sources = self.recipe, self.opt.scales, self.source_frames
+        target = inputs[("color", 0, 0)]
+        ssim = self.ssim if recipe.use_ssim else None
+        identity_by_scale = [None] * len(scales)
+        if recipe.use_automasking:
+            identity = photometric_errors([inputs[("color", f, 0)] for f in sources], target, ssim,
+                                          recipe.average_reprojection)
+            identity_by_scale = identity_errors_by_scale(identity, len(scales), self.tie_break_noise_std)
+        if recipe.use_coarse_pose:
+            coarse = photometric_errors([outputs[("irw_img", f)] for f in sources], target, ssim)
+        state = distill_state
+        if recipe.use_self_distillation and state is None:
+            state = BestDisparity.initial(outputs[("disp", 0)])
+
+        losses, total, coarse_terms = {}, 0.0, []
+        for scale, identity in zip(scales, identity_by_scale):
+            disp = outputs[("disp", scale)]
+            errors = photometric_errors([outputs[("color", f, scale)] for f in sources], target, ssim,
+                                        recipe.average_reprojection)
+            if identity is not None:
+                errors = torch.cat([identity, errors], 1)
+            min_error, selection = torch.min(errors, 1, keepdim=True)
+            if identity is not None:
+                outputs[f"identity_selection/{scale}"] = (selection >= identity.shape[1]).float()
+            loss = min_error.mean()
+            losses[f"min_reprojection/{scale}"] = loss.detach()
+            if recipe.use_coarse_pose:
+                candidates = coarse if identity is None else torch.cat([identity, coarse], 1)
+                coarse_terms.append(recipe.coarse_pose_loss_weight * torch.min(candidates, 1)[0].mean())
+                loss = loss + coarse_terms[-1]
+            smoothness = get_smooth_loss(mean_normalised(disp), target)
+            losses[f"smoothness/{scale}"] = smoothness.detach()
+            loss = loss + recipe.smoothness_weight * smoothness / 2**scale
+            if state is not None:
+                state = state.updated(disp, min_error)
+            losses[f"loss/{scale}"] = loss
+            total = total + loss
+
+        if coarse_terms:
+            losses["coarse_pose_loss"] = torch.stack(coarse_terms).mean()
+        if state is not None:
+            distill = sum(self_distillation_loss(state.disp, outputs[("disp", scale)]) for scale in scales)
+            weight = recipe.distill_loss_weight(self.epoch)
+            total = total + weight * distill
+            losses["selfpp_loss"], losses["selfpp_weight"] = distill, torch.tensor(weight)
+            outputs["best_disp"] = state.disp
+        losses["loss"] = total / len(scales)
+        return losses, state
+
+    # ------------------------------------------------------------ fast kernels
+    def check_fast_kernels(self) -> None:
+        """Before training: the reference and the fast kernels on one random
+        batch (:data:`KERNEL_CHECK_SIZE`, batch 1, float64, eval mode, the
+        run's recipe at full self-distillation weight, every pass of a batch)
+        must give the same loss terms and gradients
+        (:func:`accel.first_difference`). When they differ on this batch and on
+        a second one, the reference was edited (a fork): ``--kernels auto``
+        trains with the reference from here on and says why in one line;
+        ``--kernels fast`` stops. The models,
+        their modes and the random generators are as before the check."""
+        difference = self._compare_kernel_paths(seed=0)
+        if difference is not None and self._compare_kernel_paths(seed=1) is None:
+            # an edit differs on every batch; a near-tie that float64 rounding decided differently
+            # between the paths (a best-disparity pixel) on one batch only
+            logger.debug("kernel check: %s on one batch only (a rounding tie), not on another", difference)
+            difference = None
+        if difference is None:
+            return
+        if self.opt.kernels == "fast":
+            raise GasMonoError(f"--kernels fast: the reference and the fast kernels disagree: {difference}; "
+                               "update the fast kernel in accel/ or train with --kernels reference (or auto)")
+        logger.warning("the fast kernels were set aside: %s (the reference was edited); training runs the "
+                       "reference", difference)
+        accel.restore(self.models.values())
+        self.fast = None
+        self.kernels = self.kernels.set_aside(f"auto: {difference}")
+
+    def _compare_kernel_paths(self, seed: int) -> str | None:
+        """:meth:`check_fast_kernels`'s comparison on the random batch of ``seed``:
+        the first difference, or None."""
+        height, width = KERNEL_CHECK_SIZE
+        batch = accel.random_batch(1, height, width, self.opt.frame_ids, NYU_NORMALISED_INTRINSICS,
+                                   self.recipe.use_coarse_pose, torch.float64, self.device, seed)
+        saved = {name: getattr(self, name) for name in
+                 ("fast", "epoch", "height", "width", "backproject_depth", "project_3d")}
+        nets, modes = getattr(self, "nets", None), {name: model.training for name, model in self.models.items()}
+        self.epoch = max(self.recipe.distill_ramp_epochs, self.recipe.distill_start_epoch)
+        self.height, self.width = height, width
+        self.backproject_depth = BackprojectDepth(height, width).to(self.device)
+        self.project_3d = Project3D(height, width)
+        fast = accel.FastTrainingPass(height, width, self.recipe, self.opt.scales, self.source_frames,
+                                      self.opt.min_depth, self.opt.max_depth).to(self.device)
+        self.nets = dict(self.models)  # no DDP or compiled wrappers: each process checks alone
+        results = {}
+        try:
+            for model in self.models.values():
+                model.double().eval()
+            for path in ("reference", "fast"):
+                if path == "reference":
+                    self.fast = None
+                    accel.restore(self.models.values())
+                else:
+                    self.fast = fast
+                    accel.accelerate(self.models.values(), self.kernels.onednn_linear, exp_elu=True)
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                    torch.manual_seed(0)
+                    results[path] = self._check_passes(batch)
+        finally:
+            for name, model in self.models.items():
+                model.float().train(modes[name])
+                model.zero_grad(set_to_none=True)
+            for name, value in saved.items():
+                setattr(self, name, value)
+            if nets is not None:
+                self.nets = nets
+        return accel.first_difference(results["reference"], results["fast"])
+
+    def _check_passes(self, batch: Batch) -> accel.PathResult:
+        """Every pass of one batch (carrying the self-distillation state): losses and gradients."""
+        result, state = accel.PathResult(), None
+        for _ in range(self.recipe.passes_per_batch(self.epoch)):
+            _, losses, state = self.process_batch(batch, state)
+            for model in self.models.values():
+                model.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            result.losses.append({name: float(value.detach()) for name, value in losses.items()})
+            result.gradients.append({
+                name: torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+                for name, model in self.models.items() if any(p.grad is not None for p in model.parameters())})
+        return result
 
     # ------------------------------------------------------------- validation
     def val(self) -> None:

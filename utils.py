@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import functools
 import os
+import platform
 import random
 import re
 import secrets
@@ -32,6 +33,8 @@ MODEL_NAMES = ("encoder", "depth", "pose_encoder", "pose", "trans_encoder", "tra
 AUGMENTATIONS = ("strong", "colorjitter", "none")
 # the depth encoders (--depth_encoder; built by networks.build_depth_encoder)
 DEPTH_ENCODERS = ("mpvit_small", "resnet18", "resnet50")
+# the kernel switch (--kernels; see accel.guard)
+KERNEL_MODES = ("auto", "reference", "fast")
 # GasMono's depth encoder: the default of --depth_encoder, and the encoder of
 # an encoder.pth that names none (the release's, and ours before names were saved)
 DEFAULT_DEPTH_ENCODER = "mpvit_small"
@@ -263,3 +266,30 @@ def sec_to_hm_str(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:02d}h{minutes:02d}m{secs:02d}s"
+
+
+def cpu_fields() -> dict[str, str]:
+    """The first processor's entries of ``/proc/cpuinfo`` (``model name``, ``cpu family``,
+    ``model``, ``stepping``, ``flags``, ...); empty where there is no such file."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if key.strip() == "flags":
+                break
+    except OSError:
+        pass
+    return fields
+
+
+def describe_cpu() -> str:
+    """The CPU in words, e.g. ``AMD EPYC (family 25, model 17, AVX-512, 2 cores)``: what a speed figure names."""
+    fields = cpu_fields()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    details = [f"family {fields['cpu family']}, model {fields['model']}"] if "cpu family" in fields else []
+    details += [isa] if isa else []
+    details.append(f"{os.cpu_count()} cores")
+    return f"{name} ({', '.join(details)})"

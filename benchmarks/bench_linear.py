@@ -1,5 +1,7 @@
 """The linear layers of the MPViT encoder, forward + backward, on PyTorch's
-GEMM (``nn.Linear``) and on oneDNN (``networks.linear.Linear``), CPU float32.
+GEMM (``nn.Linear``) and on oneDNN (``accel.linear.Conv1x1Linear``), CPU float32:
+the measurement behind the machine's choice of ``accel.tuning`` (which times
+a subset of these shapes at start-up and caches the verdict), in full.
 
     python benchmarks/bench_linear.py
     python benchmarks/bench_linear.py --threads 1 --rounds 50
@@ -25,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_train import measure  # noqa: E402
 
-from networks.linear import Linear, set_cpu_linear_backend  # noqa: E402
-from utils import OneLineErrorParser  # noqa: E402
+from accel.linear import Conv1x1Linear  # noqa: E402
+from utils import OneLineErrorParser, describe_cpu  # noqa: E402
 
 # (rows, in features, out features): qkv, proj, fc1, fc2 of every stage at 256 x 320, batch 2
 ENCODER_SHAPES = [
@@ -37,10 +39,14 @@ ENCODER_SHAPES = [
 ]
 
 
-def on_backend(backend: str, layer: Linear, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+# the layer class of each backend
+BACKENDS = {"blas": torch.nn.Linear, "onednn": Conv1x1Linear}
+
+
+def on_backend(backend: str, layer: torch.nn.Linear, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
     """Forward + backward of ``layer`` on the CPU linear ``backend``."""
     def run() -> None:
-        set_cpu_linear_backend(backend)
+        layer.__class__ = BACKENDS[backend]
         layer(x).backward(grad)
     return run
 
@@ -55,22 +61,22 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.backends.mkldnn.is_available():
         parser.error("this PyTorch is built without oneDNN")
     torch.manual_seed(0)
-    print(f"CPU, {torch.get_num_threads()} threads, float32, forward + backward, median of {args.rounds} rounds")
+    print(f"CPU: {describe_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}, float32, "
+          f"forward + backward, median of {args.rounds} rounds")
     print(f"{'rows x in -> out':>20} {'GEMM ms':>8} {'GFLOP/s':>8} {'oneDNN ms':>10} {'GFLOP/s':>8} {'speed-up':>9}"
           f" {'max diff':>9}")
     totals = {"blas": 0.0, "onednn": 0.0}
     for rows, features_in, features_out in ENCODER_SHAPES:
-        layer = Linear(features_in, features_out)
+        layer = torch.nn.Linear(features_in, features_out)
         x = torch.randn(rows, features_in, requires_grad=True)
         grad = torch.randn(rows, features_out)
         outputs = {}
         for backend in totals:
-            set_cpu_linear_backend(backend)
+            layer.__class__ = BACKENDS[backend]
             with torch.no_grad():
                 outputs[backend] = layer(x)
         results = measure({backend: on_backend(backend, layer, x, grad) for backend in totals}, args.rounds, 3,
                           time.perf_counter, torch.device("cpu"))
-        set_cpu_linear_backend("onednn")
         flops = 3 * 2 * rows * features_in * features_out  # forward, and the two products of backward
         blas, onednn = (statistics.median(results[backend]["times"]) for backend in ("blas", "onednn"))
         totals["blas"] += blas

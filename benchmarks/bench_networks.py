@@ -5,9 +5,10 @@ release's way of running the same network, side by side on the same weights.
   four scales as the release does (``release_step.release_decoder_forward``),
   the library's ELU and linear layers, under ``torch.no_grad``;
 * ours: ``DepthEstimator.disparity_batch``: scale 0 only, channels-last
-  weights and activations, the faster ELU, ``torch.inference_mode``, fused
-  copies of the networks (``networks.fusion``; ``--no_fuse`` runs the plain
-  ones) (plus ``torch.compile`` with ``--compile``).
+  weights and activations, ``torch.inference_mode``, with ``--kernels``
+  (default auto: on the CPU the fused copies of the networks of
+  ``accel.fusion``; ``reference`` runs the plain ones) (plus ``torch.compile``
+  with ``--compile``).
 
 The two outputs are compared first (scale-0 disparity, relative to its
 largest value); then each batch size is timed in alternating rounds and the
@@ -33,18 +34,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_train import measure  # noqa: E402
-from release_step import release_decoder_forward, with_library_elu, with_library_linear  # noqa: E402
+from release_step import release_decoder_forward  # noqa: E402
 
 from inference import DepthEstimator  # noqa: E402
 from layers import disp_to_depth  # noqa: E402
 from networks import DepthDecoder, MPViT, build_depth_encoder  # noqa: E402
-from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser, require_cuda_if_requested  # noqa: E402
+from utils import (  # noqa: E402
+    DEFAULT_DEPTH_ENCODER,
+    DEPTH_ENCODERS,
+    KERNEL_MODES,
+    OneLineErrorParser,
+    require_cuda_if_requested,
+)
 
 
 def release_style(encoder: torch.nn.Module, decoder: DepthDecoder) -> Callable[[torch.Tensor], torch.Tensor]:
     """The release's inference: NCHW, all four scales, library ELU and linear layers -> scaled scale-0 disparity."""
-    encoder = with_library_linear(copy.deepcopy(encoder)).eval()
-    decoder = with_library_elu(copy.deepcopy(decoder)).eval()
+    encoder = copy.deepcopy(encoder).eval()
+    decoder = copy.deepcopy(decoder).eval()
     if isinstance(encoder, MPViT):
         encoder.channels_last = False
 
@@ -65,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall time, or this process's CPU time (robust on a loaded machine with --threads 1)")
     parser.add_argument("--compile", action="store_true", help="ours through torch.compile")
-    parser.add_argument("--no_fuse", action="store_true",
-                        help="ours on the plain networks, not the fused copies (networks.fusion)")
+    parser.add_argument("--kernels", choices=KERNEL_MODES, default="auto",
+                        help="ours: the plain networks (reference) or the fused copies of accel.fusion (fast; auto: "
+                             "where verified)")
     parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
                         help="the depth network's encoder")
     args = parser.parse_args(argv)
@@ -82,11 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     scale0 = DepthDecoder(encoder.num_ch_enc, scales=[0])
     scale0.load_state_dict(decoder.state_dict())
     ours = DepthEstimator(copy.deepcopy(encoder), scale0, args.height, args.width, device=device, compile=args.compile,
-                          fuse=not args.no_fuse)
+                          kernels=args.kernels)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}, {torch.get_num_threads()} threads, input {args.height}x{args.width}, depth encoder "
-          f"{args.depth_encoder}, {args.rounds} alternating rounds, {args.clock} clock")
+          f"{args.depth_encoder}, {args.rounds} alternating rounds, {args.clock} clock; ours: {ours.kernels.describe()}")
     check = torch.rand(2, 3, args.height, args.width, device=device)
     reference = release(check)
     difference = float((ours.disparity_batch(check) - reference).abs().max() / reference.abs().max())

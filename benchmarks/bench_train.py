@@ -1,19 +1,22 @@
 """Training speed of the full GasMono step (depth, AlignNet, PoseNet, losses,
-backward, AdamW) on random images, side by side with the release's step
-structure (``release_step.py``) on the same weights.
+backward, AdamW) on random images: the release's step structure
+(``release_step.py``), our reference path (``--kernels reference``: the plain
+PyTorch a researcher edits) and our fast path (``--kernels fast``: the
+kernels of ``accel/``), side by side on the same weights.
 
-    python benchmarks/bench_train.py                              # CPU, 256x320, batch 2, ours vs release
+    python benchmarks/bench_train.py                              # CPU, 256x320, batch 2
     python benchmarks/bench_train.py --threads 1 --clock cpu      # robust on a shared machine
     python benchmarks/bench_train.py --device cuda --batch_size 12 --amp on --no_release
 
 Every round processes one batch (a fresh copy, so that nothing computed for
 an earlier batch is reused) with the full recipe at epoch 25: coarse poses,
 self-distillation and two passes per batch, each pass an optimiser step.
-Rounds alternate release / ours, so that both see the same machine load; the
-ratio is the median over the rounds of release time / our time (and the ratio
-of the best times). Prints seconds per optimiser step, items per second and
-peak memory (CUDA: allocated by torch, per configuration; CPU: the process's
-resident set, shared by both).
+Rounds alternate release / reference / fast, so that all see the same machine
+load; a ratio is the median over the rounds of release time / its time (and
+the ratio of the best times). Prints the processor (speed-ups differ between
+CPUs of one kind), seconds per optimiser step, items per second and peak
+memory (CUDA: allocated by torch, per configuration; CPU: the process's
+resident set, shared by all).
 """
 from __future__ import annotations
 
@@ -34,9 +37,16 @@ from release_step import ReleaseStep  # noqa: E402
 
 from options import GasMonoOptions  # noqa: E402
 from trainer import Trainer  # noqa: E402
-from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, NYU_NORMALISED_INTRINSICS, OneLineErrorParser  # noqa: E402
+from utils import (  # noqa: E402
+    DEFAULT_DEPTH_ENCODER,
+    DEPTH_ENCODERS,
+    NYU_NORMALISED_INTRINSICS,
+    OneLineErrorParser,
+    describe_cpu,
+)
 
 EPOCH = 25  # two passes per batch, full distillation weight
+RELEASE = "release"  # the label of the release-structured step
 
 
 def random_batch(batch_size: int, height: int, width: int) -> dict:
@@ -132,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall time, or this process's CPU time (robust on a loaded machine with --threads 1)")
-    parser.add_argument("--amp", choices=["off", "on", "both"], default="off", help="ours with bf16 autocast (CUDA)")
+    parser.add_argument("--kernels", nargs="+", choices=["reference", "fast"], default=["reference", "fast"],
+                        help="our paths to time beside the release")
+    parser.add_argument("--amp", choices=["off", "on"], default="off", help="ours with bf16 autocast (CUDA)")
     parser.add_argument("--compile", action="store_true", help="ours with --compile")
     parser.add_argument("--memory_format", choices=["channels_last", "contiguous"], default="channels_last",
                         help="ours: the networks' memory format")
@@ -148,35 +160,45 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     runs: dict[str, Callable[[], None]] = {}
     batch = random_batch(args.batch_size, args.height, args.width)
-    device = None
-    for amp in {"off": [False], "on": [True], "both": [False, True]}[args.amp]:
+    plans = {}
+    trainers = {}
+    for kernels in args.kernels:
         trainer = recipe_trainer(args.height, args.width, args.batch_size, "--device", args.device,
                                  "--depth_encoder", args.depth_encoder, "--memory_format", args.memory_format,
-                                 *["--amp"] * amp, *["--compile"] * args.compile)
-        device = trainer.device
-        passes = trainer.recipe.passes_per_batch(EPOCH)
-        label = f"ours {'bf16' if amp else 'fp32'}{' compiled' if args.compile else ''} {args.memory_format}"
-        if not args.no_release and "release fp32 NCHW" not in runs:
-            step = release_like(trainer)
-            runs["release fp32 NCHW"] = one_batch(step.process_batch, step.optimizer, batch, passes)
-        runs[label] = one_batch(trainer.process_batch, trainer.optimizer, batch, passes)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name}, {torch.get_num_threads()} threads, {args.height}x{args.width}, batch {args.batch_size}, "
-          f"depth encoder {args.depth_encoder}, {passes} passes per batch, {args.rounds} alternating rounds, "
-          f"{args.clock} clock")
+                                 "--kernels", kernels, *["--amp"] * (args.amp == "on"),
+                                 *["--compile"] * args.compile)
+        if trainers:  # the same weights for every configuration
+            for name, model in trainer.models.items():
+                model.load_state_dict(next(iter(trainers.values())).models[name].state_dict())
+        trainers[kernels] = trainer
+        plans[kernels] = trainer.kernels.describe()
+    first = next(iter(trainers.values()))
+    device, passes = first.device, first.recipe.passes_per_batch(EPOCH)
+    if not args.no_release:
+        step = release_like(first)
+        runs[RELEASE] = one_batch(step.process_batch, step.optimizer, batch, passes)
+    for kernels, trainer in trainers.items():
+        runs[kernels] = one_batch(trainer.process_batch, trainer.optimizer, batch, passes)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
+    print(f"device: {name}; torch {torch.__version__}, {torch.get_num_threads()} threads; {args.height}x{args.width}, "
+          f"batch {args.batch_size}, depth encoder {args.depth_encoder}, {args.memory_format}"
+          f"{', bf16 autocast' if args.amp == 'on' else ''}{', compiled' if args.compile else ''}; {passes} passes "
+          f"per batch, {args.rounds} alternating rounds, {args.clock} clock")
+    for kernels, plan in plans.items():
+        print(f"{kernels}: {plan}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     results = measure(runs, args.rounds, args.warmup, clock, device)
     memory = "peak MB" if device.type == "cuda" else "RSS MB"
-    print(f"{'configuration':<36} {'s/step':>8} {'best':>8} {'items/s':>8} {memory:>9}")
+    print(f"{'configuration':<12} {'s/step':>8} {'best':>8} {'items/s':>8} {memory:>9}")
     for label, result in results.items():
         step_times = [seconds / passes for seconds in result["times"]]
         median = statistics.median(step_times)
-        print(f"{label:<36} {median:>8.3f} {min(step_times):>8.3f} {args.batch_size / median:>8.2f} "
+        print(f"{label:<12} {median:>8.3f} {min(step_times):>8.3f} {args.batch_size / median:>8.2f} "
               f"{result['peak_mb']:>9.0f}")
-    if "release fp32 NCHW" in results:
-        baseline = results["release fp32 NCHW"]["times"]
+    if RELEASE in results:
+        baseline = results[RELEASE]["times"]
         for label, result in results.items():
-            if label == "release fp32 NCHW":
+            if label == RELEASE:
                 continue
             ratios = [ref / time for ref, time in zip(baseline, result["times"])]
             print(f"speed-up of {label} over the release: {statistics.median(ratios):.2f}x (median of "

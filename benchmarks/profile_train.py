@@ -3,11 +3,12 @@ the release-structured one (``release_step.py``), from ``torch.profiler``.
 
     python benchmarks/profile_train.py                  # CPU, 256x320, batch 2, one batch of two passes each
     python benchmarks/profile_train.py --threads 1
+    python benchmarks/profile_train.py --kernels reference
 
 Each operator's own time (without its children) goes to one group:
 convolutions and matrix products (the networks' kernels, which identical
 math cannot change; the linear layers that run as 1 x 1 convolutions,
-``networks.linear``, count as matrix products), normalisation and activations, pooling and padding,
+``accel.linear``, count as matrix products), normalisation and activations, pooling and padding,
 sampling (the warps), elementwise arithmetic and reductions, memory (copies,
 fills, concatenations) and the optimiser (everything inside
 ``optimizer.step``). The last line is the ceiling that the convolutions and
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_train import EPOCH, one_batch, random_batch, recipe_trainer, release_like  # noqa: E402
 
-from utils import OneLineErrorParser  # noqa: E402
+from utils import OneLineErrorParser, describe_cpu  # noqa: E402
 
 OPTIMISER_SCOPE = "optimizer step"
 GROUPS = {
@@ -57,7 +58,7 @@ CONVOLUTION_ARGUMENTS = {**{f"aten::{name}": (0, 1) for name in ("conv2d", "conv
 
 
 def is_linear_layer(event) -> bool:
-    """A convolution that is a linear layer's product (:func:`networks.linear.onednn_linear`:
+    """A convolution that is a linear layer's product (:func:`accel.linear.onednn_linear`:
     a ``1 x C x 1 x M`` input and a ``O x C x 1 x 1`` weight)."""
     shapes = event.input_shapes
     if event.name not in CONVOLUTION_ARGUMENTS or len(shapes) <= CONVOLUTION_ARGUMENTS[event.name][1]:
@@ -97,11 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--kernels", choices=["reference", "fast"], default="fast", help="our path to profile")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    trainer = recipe_trainer(args.height, args.width, args.batch_size, "--device", "cpu")
+    trainer = recipe_trainer(args.height, args.width, args.batch_size, "--device", "cpu", "--kernels", args.kernels)
     step = release_like(trainer)
     batch = random_batch(args.batch_size, args.height, args.width)
     passes = trainer.recipe.passes_per_batch(EPOCH)
@@ -113,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     release = one_batch(step.process_batch, step.optimizer, batch, passes, optimiser_scope)
     theirs, mine = profiled(release), profiled(ours)
     total_theirs, total_mine = sum(theirs.values()), sum(mine.values())
-    print(f"CPU, {torch.get_num_threads()} threads, {args.height}x{args.width}, batch {args.batch_size}, one batch of "
-          f"{passes} passes; own operator time per group (ms per optimiser step and share)")
+    print(f"CPU: {describe_cpu()}, {torch.get_num_threads()} threads, {args.height}x{args.width}, batch "
+          f"{args.batch_size}, one batch of {passes} passes, ours: {trainer.kernels.describe()}; own operator time per "
+          "group (ms per optimiser step and share)")
     print(f"{'group':<28} {'release':>9} {'share':>6} {'ours':>9} {'share':>6} {'release/ours':>13}")
     for group in [*GROUPS, "elementwise, reductions", "optimiser"]:
         a, b = theirs.get(group, 0.0) / passes, mine.get(group, 0.0) / passes

@@ -7,7 +7,7 @@ structure, which is what costs time:
 
 * the networks run eagerly in NCHW memory (``--memory_format contiguous``);
   the depth decoder runs every module the release runs, the level-0 edge
-  convolutions whose output is never used included, with the library's ELU;
+  convolutions whose output is never used included;
 * every scale upsamples its disparity (a no-op resize at full resolution),
   backprojects and warps each source separately (:func:`layers.warp_image`);
 * every comparison is a separate photometric error with a five-pooling SSIM
@@ -15,7 +15,6 @@ structure, which is what costs time:
   reprojection errors per scale and source, and the coarse-pose errors again
   at every scale (the term is added at every scale);
 * smoothness recomputes the image gradients at every scale;
-* linear layers on PyTorch's GEMM (``nn.Linear``, not :class:`networks.linear.Linear`);
 * AdamW as the release builds it (the library's default implementation, a
   loop over the parameters on the CPU).
 
@@ -53,34 +52,10 @@ from losses import (  # noqa: E402
     photometric_errors,
     self_distillation_loss,
 )
-from networks.depth_decoder import MASK_LOGIT_SCALE, ConvBlock, convex_upsample, upsample2  # noqa: E402
-from networks.linear import Linear  # noqa: E402
+from networks.depth_decoder import MASK_LOGIT_SCALE, convex_upsample, upsample2  # noqa: E402
 from training.models import build_models  # noqa: E402
 
 Batch = dict[Any, torch.Tensor]
-
-
-def with_library_elu(decoder: torch.nn.Module) -> torch.nn.Module:
-    """``decoder`` (a :class:`networks.DepthDecoder`) with the release's
-    activation, ``nn.ELU(inplace=True)``, in every conv block (in place)."""
-    for module in decoder.modules():
-        if isinstance(module, ConvBlock):
-            module.nonlin = torch.nn.ELU(inplace=True)
-    return decoder
-
-
-def with_library_linear(network: torch.nn.Module) -> torch.nn.Module:
-    """``network`` with every :class:`networks.linear.Linear` replaced by the
-    library's ``nn.Linear`` on the same parameters (in place): the release
-    computes its linear layers with PyTorch's GEMM."""
-    for parent in list(network.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, Linear):
-                library = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None,
-                                          device=child.weight.device)
-                library.weight, library.bias = child.weight, child.bias
-                setattr(parent, name, library)
-    return network
 
 
 def release_decoder_forward(decoder: torch.nn.Module, features: list[torch.Tensor]) -> dict:
@@ -124,8 +99,6 @@ class ReleaseStep:
             raise ValueError("the release-structured step implements the full recipe only (--use_posegt --selfpp)")
         self.device = device
         self.models = build_models(self.opt, self.device)
-        with_library_elu(self.models["depth"])
-        with_library_linear(self.models["encoder"])
         rest = [p for name, model in self.models.items() if name != "encoder" for p in model.parameters()]
         self.optimizer = torch.optim.AdamW([
             {"params": rest, "lr": options.decoder_learning_rate},

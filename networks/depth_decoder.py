@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DepthDecoder", "UpsampledConvBlock", "convex_upsample", "upsampled_conv", "DECODER_CHANNELS"]
+__all__ = ["DepthDecoder", "convex_upsample", "DECODER_CHANNELS"]
 
 DECODER_CHANNELS = [16, 32, 64, 128, 256]
 
@@ -58,34 +58,6 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-class _ELUFunction(torch.autograd.Function):
-    """ELU (alpha 1) in place: ``max(x, exp(min(x, 0)) - 1)``, the gradient from the result."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        torch.maximum(x, x.clamp(max=0).exp_().sub_(1), out=x)
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (result,) = ctx.saved_tensors
-        return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, result)
-
-
-class ELU(nn.Module):
-    """``nn.ELU(inplace=True)`` (alpha 1) computed as ``max(x, exp(min(x, 0)) - 1)``,
-    which equals ``x`` for ``x > 0`` and ``exp(x) - 1`` otherwise: the
-    library's ELU uses ``expm1``, which on the project's CPU runs about ten
-    times slower than ``exp`` (measured); the results differ by float
-    rounding near 0 (at most 6e-8 absolute). The gradient is the library's
-    (``elu_backward`` from the result). Modifies its input."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ELUFunction.apply(x)
-
-
 class Conv3x3(nn.Module):
     """1-pixel reflection padding followed by a 3 x 3 convolution (with bias)."""
 
@@ -99,87 +71,15 @@ class Conv3x3(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Conv3x3 followed by ELU (in place, :class:`ELU`)."""
+    """Conv3x3 followed by ELU (in place)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = Conv3x3(in_channels, out_channels)
-        self.nonlin = ELU()
+        self.nonlin = nn.ELU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.nonlin(self.conv(x))
-
-
-class UpsampledConvBlock(nn.Module):
-    """A :class:`ConvBlock` applied to ``cat([upsample2(x), skip])``, computed from the
-    low-resolution ``x`` (eval-mode inference only; built by ``networks.fusion``).
-
-    A 3 x 3 convolution of a nearest-upsampled map with 1-pixel reflection padding
-    reads, for each of the four output phases ``(a, b)`` (row / column parity), a
-    2 x 2 neighbourhood of the low-resolution map with edge-replicate padding, with
-    the 3 x 3 kernel's rows and columns summed pairwise (phase 0: ``[k0, k1 + k2]``
-    at offsets -1, 0; phase 1: ``[k0 + k1, k2]`` at offsets 0, +1). The four phases
-    are one 2 x 2 convolution with ``4 * C_out`` outputs at low resolution: 16 instead
-    of 36 multiply-adds per low-resolution pixel and input channel, and no upsampled
-    or concatenated map. The skip channels are convolved at full resolution as before.
-    The result equals the block's up to float rounding.
-
-    Args:
-        block: the ConvBlock (its weight's first ``upsampled_channels`` input channels
-            see the upsampled map, the rest the skip connection).
-        upsampled_channels: channels of ``x``.
-    """
-
-    def __init__(self, block: ConvBlock, upsampled_channels: int):
-        super().__init__()
-        weight, bias = block.conv.conv.weight.detach(), block.conv.conv.bias.detach()
-        self.out_channels = weight.shape[0]
-        up = weight[:, :upsampled_channels]
-        rows = [torch.stack([up[:, :, 0], up[:, :, 1] + up[:, :, 2]], dim=2),
-                torch.stack([up[:, :, 0] + up[:, :, 1], up[:, :, 2]], dim=2)]  # C_out x C_up x 2 x 3
-        phases = [torch.stack(pair, dim=3) for row in rows
-                  for pair in ((row[..., 0], row[..., 1] + row[..., 2]), (row[..., 0] + row[..., 1], row[..., 2]))]
-        # phase k = 2a + b holds output channels k*C_out .. (k+1)*C_out - 1
-        self.register_buffer("phase_weight", torch.cat(phases).contiguous(memory_format=torch.channels_last))
-        self.register_buffer("phase_bias", bias.repeat(4))
-        skip = weight[:, upsampled_channels:].contiguous(memory_format=torch.channels_last)
-        self.register_buffer("skip_weight", skip if skip.shape[1] else None)
-        self.nonlin = block.nonlin
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """x: B x C_up x h x w, skip: B x C_skip x 2h x 2w (or None) -> B x C_out x 2h x 2w."""
-        batch, _, height, width = x.shape
-        phases = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.phase_weight, self.phase_bias)
-        phases = phases.permute(0, 2, 3, 1)  # B x (h+1) x (w+1) x 4*C_out
-        if skip is None:
-            out = torch.empty(batch, self.out_channels, 2 * height, 2 * width, device=x.device, dtype=x.dtype,
-                              memory_format=torch.channels_last)
-        else:
-            out = F.conv2d(F.pad(skip, (1, 1, 1, 1), mode="reflect"), self.skip_weight)
-            out = out.contiguous(memory_format=torch.channels_last)
-        # the output pixel (2i + a, 2j + b) is the phase (a, b) at the low-resolution (i + a, j + b)
-        pixels = out.permute(0, 2, 3, 1).view(batch, height, 2, width, 2, self.out_channels)
-        for a in (0, 1):
-            for b in (0, 1):
-                k = 2 * a + b
-                phase = phases[:, a : a + height, b : b + width, k * self.out_channels : (k + 1) * self.out_channels]
-                if skip is None:
-                    pixels[:, :, a, :, b].copy_(phase)
-                else:
-                    pixels[:, :, a, :, b].add_(phase)
-        return self.nonlin(out)
-
-
-def upsampled_conv(block: nn.Module, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-    """``block(cat([upsample2(x), skip]))`` (``block(upsample2(x))`` without ``skip``); an
-    :class:`UpsampledConvBlock` computes it from ``x`` directly.
-
-    x: B x C x h x w, skip: B x C_skip x 2h x 2w -> the block's B x C_out x 2h x 2w.
-    """
-    if isinstance(block, UpsampledConvBlock):
-        return block(x, skip)
-    x = upsample2(x)
-    return block(x if skip is None else torch.cat([x, skip], dim=1))
 
 
 class ChannelAttentionFusion(nn.Module):
@@ -271,14 +171,23 @@ class DepthDecoder(nn.Module):
     def _mask_head(self, scale: int) -> nn.Module:
         return self.decoder[26 + 2 * scale]
 
+    def upsampled_conv(self, block: nn.Module, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """``block(cat([upsample2(x), skip]))`` (``block(upsample2(x))`` without ``skip``).
+
+        x: B x C x h x w, skip: B x C_skip x 2h x 2w -> the block's B x C_out x 2h x 2w.
+        """
+        x = upsample2(x)
+        return block(x if skip is None else torch.cat([x, skip], dim=1))
+
     def forward(self, input_features: list[torch.Tensor]) -> dict[tuple[str, int], torch.Tensor]:
         outputs: dict[tuple[str, int], torch.Tensor] = {}
         x = edge = input_features[-1]
         for level in range(4, -1, -1):
             upconv0, edge_upconv0, attention, upconv1, edge_upconv1 = self._level(level)
-            x = upsampled_conv(upconv1, upconv0(attention(x, edge)), input_features[level - 1] if level > 0 else None)
+            x = self.upsampled_conv(upconv1, upconv0(attention(x, edge)),
+                                    input_features[level - 1] if level > 0 else None)
             if level > 0:
-                edge = upsampled_conv(edge_upconv1, edge_upconv0(edge))
+                edge = self.upsampled_conv(edge_upconv1, edge_upconv0(edge))
             if level in self.scales:
                 disp = torch.sigmoid(self._disp_conv(level)(x))
                 if level > 0:

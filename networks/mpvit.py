@@ -16,7 +16,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .linear import Linear
 from .pretrained import load_mpvit_imagenet
 
 __all__ = ["MPViT", "mpvit_small"]
@@ -227,8 +226,8 @@ class FactorAtt_ConvRelPosEnc(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.qkv = Linear(dim, dim * 3, bias=True)
-        self.proj = Linear(dim, dim)
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
         self.crpe = shared_crpe
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -247,9 +246,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
-        self.fc1 = Linear(dim, hidden_dim)
+        self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = Linear(hidden_dim, dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))

@@ -14,9 +14,9 @@ import logging
 import torch
 import torch.nn as nn
 
+import accel
 import networks
 from options import depth_encoder_of
-from training.optimizer import AdamW
 from utils import require_path
 
 __all__ = ["UNUSED_PARAMETER_PREFIXES", "depth_encoder_of", "build_models", "build_optimizer"]
@@ -82,17 +82,19 @@ def build_models(options: argparse.Namespace, device: torch.device) -> dict[str,
     return models
 
 
-def build_optimizer(models: dict[str, nn.Module], options: argparse.Namespace) -> torch.optim.Optimizer:
+def build_optimizer(models: dict[str, nn.Module], options: argparse.Namespace, fast: bool = False
+                    ) -> torch.optim.Optimizer:
     """AdamW: group 0 = depth decoder, PoseNet, AlignNet at
     ``--decoder_learning_rate``; group 1 = the depth encoder at
     ``--learning_rate`` (the release's order).
 
-    The fused implementation is several times faster than the default
-    per-tensor loop on the CPU and on CUDA; :class:`training.optimizer.AdamW`
-    spares it the copies of the channels-last weights."""
+    The library's fused implementation (several times faster than its
+    per-tensor loop on the CPU and on CUDA); with ``fast``,
+    :class:`accel.AdamW`, which spares it the copies of the channels-last weights."""
     rest = [p for name in ("depth", "pose_encoder", "pose", "trans_encoder", "trans")
             if name in models for p in models[name].parameters()]
-    return AdamW(
+    optimizer_class = accel.AdamW if fast else torch.optim.AdamW
+    return optimizer_class(
         [
             {"params": rest, "lr": options.decoder_learning_rate},
             {"params": list(models["encoder"].parameters()), "lr": options.learning_rate},

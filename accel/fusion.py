@@ -1,24 +1,29 @@
-"""Eval-mode fusions of the depth networks, for inference only.
+"""Fast kernels for inference: eval-mode fusions of the depth networks.
 
+Replace running the trained networks as they are (the reference, which
+``evaluate_depth.py`` / ``predict.py`` run with ``--kernels reference``).
 :func:`fuse_for_inference` returns a copy of a network in which
 
 * every batch norm is folded into the convolution before it (the eval-mode
   affine map ``gamma * (y - mean) / sqrt(var + eps) + beta`` becomes the
   convolution's weight scale and bias);
 * the depth decoder's convolutions of nearest-upsampled maps run at the low
-  resolution (:class:`networks.depth_decoder.UpsampledConvBlock`: 2.25 x fewer
-  multiply-adds for the upsampled channels, no upsampled or concatenated map);
+  resolution (:class:`UpsampledConvBlock`: 2.25 x fewer multiply-adds for the
+  upsampled channels, no upsampled or concatenated map;
+  :class:`FusedDepthDecoder` calls them);
 * MPViT's factorised attention takes the softmax of the keys over the tokens
   in the token layout of the ``qkv`` projection (:class:`TokenFactorAtt`);
+* the decoder's ELU runs through ``exp`` (:class:`accel.elu.ExpELU`);
 * on the CPU (float32, oneDNN available), every ``nn.Linear`` and every 1 x 1
   convolution runs through oneDNN with its activation fused
-  (:class:`OneDNNLinear`, :class:`OneDNNConv2d`): PyTorch runs linear layers
-  through MKL's ``addmm`` and 1 x 1 convolutions through its GEMM-based
-  ``slow_conv2d``, both measured about 2.2-2.8 x slower than oneDNN on the
-  project's AMD CPU at the encoder's shapes.
+  (:class:`OneDNNLinear`, :class:`OneDNNConv2d`, private ``mkldnn`` ops: see
+  :data:`PRIVATE_OPS`): PyTorch runs linear layers through MKL's ``addmm``
+  and 1 x 1 convolutions through its GEMM-based ``slow_conv2d``, both
+  measured about 2.2-2.8 x slower than oneDNN on a 2-core AMD EPYC at the
+  encoder's shapes.
 
 The outputs equal the original network's up to float rounding
-(``tests/test_inference.py``); the original network is not modified.
+(``tests/test_accel_inference.py``); the original network is not modified.
 """
 from __future__ import annotations
 
@@ -26,13 +31,18 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from .depth_decoder import ChannelAttentionFusion, DepthDecoder, UpsampledConvBlock
-from .linear import Linear
-from .mpvit import Conv2d_BN, DWConv2d_BN, FactorAtt_ConvRelPosEnc, Mlp, ResBlock
+from accel.elu import ExpELU, applies_to
+from networks.depth_decoder import ChannelAttentionFusion, ConvBlock, DepthDecoder
+from networks.mpvit import Conv2d_BN, DWConv2d_BN, FactorAtt_ConvRelPosEnc, Mlp, ResBlock
 
-__all__ = ["fold_batchnorm", "OneDNNLinear", "OneDNNConv2d", "TokenFactorAtt", "fuse_for_inference"]
+__all__ = ["PRIVATE_OPS", "fold_batchnorm", "OneDNNLinear", "OneDNNConv2d", "TokenFactorAtt", "UpsampledConvBlock",
+           "FusedDepthDecoder", "fuse_for_inference"]
+
+# the private torch ops of the oneDNN modules (checked by accel.guard before they are chosen)
+PRIVATE_OPS = ("mkldnn._linear_pointwise", "mkldnn._convolution_pointwise")
 
 # activation module -> oneDNN post-op name
 _ONEDNN_ACTIVATIONS: dict[type[nn.Module], str] = {
@@ -121,6 +131,76 @@ class TokenFactorAtt(nn.Module):
         return att.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
 
+class UpsampledConvBlock(nn.Module):
+    """A :class:`ConvBlock` applied to ``cat([upsample2(x), skip])``, computed from the
+    low-resolution ``x`` (eval-mode inference only; built by :func:`fuse_for_inference`).
+
+    A 3 x 3 convolution of a nearest-upsampled map with 1-pixel reflection padding
+    reads, for each of the four output phases ``(a, b)`` (row / column parity), a
+    2 x 2 neighbourhood of the low-resolution map with edge-replicate padding, with
+    the 3 x 3 kernel's rows and columns summed pairwise (phase 0: ``[k0, k1 + k2]``
+    at offsets -1, 0; phase 1: ``[k0 + k1, k2]`` at offsets 0, +1). The four phases
+    are one 2 x 2 convolution with ``4 * C_out`` outputs at low resolution: 16 instead
+    of 36 multiply-adds per low-resolution pixel and input channel, and no upsampled
+    or concatenated map. The skip channels are convolved at full resolution as before.
+    The result equals the block's up to float rounding.
+
+    Args:
+        block: the ConvBlock (its weight's first ``upsampled_channels`` input channels
+            see the upsampled map, the rest the skip connection).
+        upsampled_channels: channels of ``x``.
+    """
+
+    def __init__(self, block: ConvBlock, upsampled_channels: int):
+        super().__init__()
+        weight, bias = block.conv.conv.weight.detach(), block.conv.conv.bias.detach()
+        self.out_channels = weight.shape[0]
+        up = weight[:, :upsampled_channels]
+        rows = [torch.stack([up[:, :, 0], up[:, :, 1] + up[:, :, 2]], dim=2),
+                torch.stack([up[:, :, 0] + up[:, :, 1], up[:, :, 2]], dim=2)]  # C_out x C_up x 2 x 3
+        phases = [torch.stack(pair, dim=3) for row in rows
+                  for pair in ((row[..., 0], row[..., 1] + row[..., 2]), (row[..., 0] + row[..., 1], row[..., 2]))]
+        # phase k = 2a + b holds output channels k*C_out .. (k+1)*C_out - 1
+        self.register_buffer("phase_weight", torch.cat(phases).contiguous(memory_format=torch.channels_last))
+        self.register_buffer("phase_bias", bias.repeat(4))
+        skip = weight[:, upsampled_channels:].contiguous(memory_format=torch.channels_last)
+        self.register_buffer("skip_weight", skip if skip.shape[1] else None)
+        self.nonlin = block.nonlin
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """x: B x C_up x h x w, skip: B x C_skip x 2h x 2w (or None) -> B x C_out x 2h x 2w."""
+        batch, _, height, width = x.shape
+        phases = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.phase_weight, self.phase_bias)
+        phases = phases.permute(0, 2, 3, 1)  # B x (h+1) x (w+1) x 4*C_out
+        if skip is None:
+            out = torch.empty(batch, self.out_channels, 2 * height, 2 * width, device=x.device, dtype=x.dtype,
+                              memory_format=torch.channels_last)
+        else:
+            out = F.conv2d(F.pad(skip, (1, 1, 1, 1), mode="reflect"), self.skip_weight)
+            out = out.contiguous(memory_format=torch.channels_last)
+        # the output pixel (2i + a, 2j + b) is the phase (a, b) at the low-resolution (i + a, j + b)
+        pixels = out.permute(0, 2, 3, 1).view(batch, height, 2, width, 2, self.out_channels)
+        for a in (0, 1):
+            for b in (0, 1):
+                k = 2 * a + b
+                phase = phases[:, a : a + height, b : b + width, k * self.out_channels : (k + 1) * self.out_channels]
+                if skip is None:
+                    pixels[:, :, a, :, b].copy_(phase)
+                else:
+                    pixels[:, :, a, :, b].add_(phase)
+        return self.nonlin(out)
+
+
+class FusedDepthDecoder(DepthDecoder):
+    """:class:`networks.DepthDecoder` whose convolutions of upsampled maps may be
+    :class:`UpsampledConvBlock` s (computed from the low-resolution map)."""
+
+    def upsampled_conv(self, block: nn.Module, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(block, UpsampledConvBlock):
+            return block(x, skip)
+        return super().upsampled_conv(block, x, skip)
+
+
 def _onednn_usable(module: nn.Module) -> bool:
     """oneDNN runs this module's parameters: CPU float32 and a PyTorch built with oneDNN."""
     parameter = next(module.parameters(), None)
@@ -161,6 +241,7 @@ def fuse_for_inference(network: nn.Module, onednn: bool | None = None) -> nn.Mod
         elif isinstance(module, ChannelAttentionFusion):
             module.conv_se, module.relu = _conv_act(module.conv_se, module.relu, onednn)
         elif isinstance(module, DepthDecoder):
+            module.__class__ = FusedDepthDecoder
             for level in range(5):
                 upconv0, edge_upconv0, _, upconv1, edge_upconv1 = module._level(level)
                 base = 5 * (4 - level)  # the level's first index in module.decoder (see DepthDecoder)
@@ -169,10 +250,12 @@ def fuse_for_inference(network: nn.Module, onednn: bool | None = None) -> nn.Mod
                     module.decoder[base + 4] = UpsampledConvBlock(edge_upconv1, edge_upconv0.conv.conv.out_channels)
         elif isinstance(module, Mlp) and onednn:
             module.fc1, module.act = OneDNNLinear(module.fc1, "gelu"), nn.Identity()
+        elif applies_to(module):
+            module.__class__ = ExpELU
     for parent in list(fused.modules()):
         for name, child in parent.named_children():
             if isinstance(child, FactorAtt_ConvRelPosEnc):
                 setattr(parent, name, TokenFactorAtt(child))
-            elif onednn and type(child) in (nn.Linear, Linear):
+            elif onednn and type(child) is nn.Linear:
                 setattr(parent, name, OneDNNLinear(child))
     return fused

@@ -1,9 +1,9 @@
-"""The fast inference path (``inference.DepthEstimator``: scale 0 only,
-channels-last, the faster ELU, inference mode, fused copies of the networks)
+"""The inference kernels (``accel.fusion``, ``inference.DepthEstimator``:
+scale 0 only, channels-last, inference mode, fused copies of the networks)
 against the release's way of running the same weights (NCHW, all four decoder
-scales, the library's ELU), the fusions against eager networks with
-non-trivial batch-norm statistics, and the ELU against the library's, values
-and gradients."""
+scales, the library's ELU) and against the plain networks (``--kernels
+reference``), with non-trivial batch-norm statistics; and which kernels
+``--kernels`` picks."""
 from __future__ import annotations
 
 import copy
@@ -14,10 +14,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import accel
+from accel.fusion import (
+    OneDNNConv2d,
+    OneDNNLinear,
+    TokenFactorAtt,
+    UpsampledConvBlock,
+    fold_batchnorm,
+    fuse_for_inference,
+)
 from inference import DepthEstimator
 from networks import DepthDecoder, build_depth_encoder
-from networks.depth_decoder import ELU, ConvBlock, UpsampledConvBlock, upsample2
-from networks.fusion import OneDNNConv2d, OneDNNLinear, TokenFactorAtt, fold_batchnorm, fuse_for_inference
+from networks.depth_decoder import ConvBlock, upsample2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_networks import release_style  # noqa: E402
@@ -44,20 +52,6 @@ def test_the_estimator_equals_the_full_network_at_scale_0(depth_encoder):
     assert not torch.allclose(blended, actual)  # the mirrored prediction differs, so the blend is tested
     assert float((blended[..., WIDTH // 2] - 0.5 * (expected + torch.flip(flipped, dims=[3]))[..., WIDTH // 2])
                  .abs().max()) <= 1e-4 * float(expected.abs().max())
-
-
-def test_the_elu_equals_the_library_elu_with_its_gradient():
-    x = torch.randn(2, 4, 33, 41, generator=torch.Generator().manual_seed(0)) * 3
-    x[0, 0, 0, :4] = torch.tensor([0.0, -1e-9, 1e-9, -80.0])
-    ours_input, library_input = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ours, library = ELU()(ours_input * 1.0), F.elu(library_input * 1.0)
-    assert float((ours - library).detach().abs().max()) <= 6e-8
-    grad = torch.randn_like(ours)
-    ours.backward(grad)
-    library.backward(grad)
-    torch.testing.assert_close(ours_input.grad, library_input.grad, rtol=1e-6, atol=1e-6)
-    assert torch.autograd.gradcheck(lambda t: ELU()(t * 1.0), (torch.randn(3, 5, dtype=torch.float64,
-                                                                            requires_grad=True),))
 
 
 def _randomize_batchnorms(network: torch.nn.Module, seed: int) -> None:
@@ -117,6 +111,18 @@ def test_the_fused_networks_equal_the_eager_ones(onednn):
         actual = fused_decoder(fused_encoder(images))[("disp", 0)]
     assert float((actual - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
     estimator = DepthEstimator(encoder, decoder, HEIGHT, WIDTH)
-    unfused = DepthEstimator(encoder, decoder, HEIGHT, WIDTH, fuse=False)
+    unfused = DepthEstimator(encoder, decoder, HEIGHT, WIDTH, kernels="reference")
+    assert estimator.kernels.fuse and not unfused.kernels.fuse
     assert float((estimator.disparity_batch(images) - unfused.disparity_batch(images)).abs().max()) <= 1e-4 * float(
         unfused.disparity_batch(images).abs().max())
+
+
+def test_auto_fuses_on_the_cpu_only_and_reference_never(monkeypatch):
+    assert accel.plan_inference("auto", torch.device("cpu")).fuse
+    assert not accel.plan_inference("reference", torch.device("cpu")).fuse
+    cuda = accel.plan_inference("auto", torch.device("cuda"))
+    assert not cuda.fuse and "verified on the CPU only" in cuda.describe()
+    forced = accel.plan_inference("fast", torch.device("cuda"))
+    assert forced.fuse and not forced.onednn
+    monkeypatch.setattr(torch, "__version__", "2.99.0")
+    assert not accel.plan_inference("auto", torch.device("cpu")).fuse

@@ -1,21 +1,22 @@
-"""GasMono's photometric error of many predictions against one target, in one call.
+"""Fast kernel: the photometric error of many predictions against one target, in one call.
 
-The error of a prediction ``x`` against the target ``y``, per pixel and
-averaged over the colour channels, is the release's
+Replaces :func:`losses.photometric_error` called once per source and scale
+(the reference). The error of a prediction ``x`` against the target ``y``,
+per pixel and averaged over the colour channels, is the release's
 
     0.85 * clamp((1 - SSIM(x, y)) / 2, 0, 1) + 0.15 * |y - x| / (y + 0.01)
 
-with SSIM on 3x3 means of reflection-padded images (``C1 = 0.01^2``,
-``C2 = 0.03^2``); :class:`losses.SSIM` and :func:`losses.photometric_error`
-compute it one comparison at a time. Here every prediction of a batch (all
-sources warped at all scales) is compared in one call: the target's share
-(its padded image, mean and variance: :class:`PhotometricTarget`) is computed
-once per batch, each prediction costs three 3x3 means instead of five, the
-gradient is written out by hand (:class:`SSIMRelativeL1`), in place, instead
-of recorded operation by operation, and on the CPU the work goes one
+with SSIM on 3x3 means of reflection-padded images. Why it is faster: every
+prediction of a batch (all sources warped at all scales) is compared in one
+call; the target's share (its padded image, mean and variance:
+:class:`PhotometricTarget`) is computed once per batch; each prediction costs
+three separable 3x3 means instead of five pooled ones; the gradient is
+written out by hand (:class:`SSIMRelativeL1`), in place, instead of being
+recorded operation by operation; and on the CPU the work goes one
 comparison at a time, so that its temporaries stay in the cache
-(:func:`comparison_groups`). The numbers are the same up to float rounding
-(``tests/test_batched_losses.py``).
+(:func:`comparison_groups`). It uses one private op,
+``aten.reflection_pad2d_backward`` (see :data:`PRIVATE_OPS`). The numbers
+equal the reference up to float rounding (``tests/test_accel_losses.py``).
 
 Shapes: predictions ``F x B x 3 x S x H x W`` (``F`` sources, ``S`` images
 per source, e.g. one per scale) against a target ``B x 3 x H x W``.
@@ -28,15 +29,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SSIM_C1", "SSIM_C2", "SSIM_WEIGHT", "L1_OFFSET", "box_mean", "PhotometricTarget", "comparison_groups",
+from losses import L1_OFFSET, SSIM_C1, SSIM_C2, SSIM_WEIGHT
+
+__all__ = ["PRIVATE_OPS", "box_mean", "PhotometricTarget", "comparison_groups", "SSIMRelativeL1",
            "photometric_errors"]
 
-SSIM_C1 = 0.01**2
-SSIM_C2 = 0.03**2
-# weight of the SSIM term (the relative L1 has 1 - SSIM_WEIGHT)
-SSIM_WEIGHT = 0.85
-# the relative L1 divides by target + L1_OFFSET
-L1_OFFSET = 0.01
+# the private torch ops this kernel calls (checked by accel.guard before it is chosen)
+PRIVATE_OPS = ("aten.reflection_pad2d_backward",)
 
 
 def _planes(x: torch.Tensor) -> torch.Tensor:
