@@ -376,6 +376,10 @@ def format_report(report: CoarsePoseReport) -> str:
         lines.append(f"{len(report.absent_scenes)} of {report.num_listed_scenes} listed sequence(s) are not under "
                      f"{report.data_path} (e.g. {report.absent_scenes[0]}); their items get no poses")
     lines.append(format_summary_table(report.results))
+    for result in report.results:
+        if result.estimated_focal_length is not None:
+            lines.append(f"{result.scene}: focal length estimated by COLMAP, {result.estimated_focal_length:.1f} px "
+                         "(written to its cam.txt)")
     summary = report.cpose_dir / (report.shard.summary_name if report.shard else SUMMARY_FILE)
     lines.append(f"summary: {summary} (COLMAP logs: {report.cpose_dir}/<scene>/{SEQUENCE_LOG_FILE})")
     if report.shard is not None:
