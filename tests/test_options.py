@@ -100,6 +100,14 @@ def test_every_release_flag_exists_with_recipe_defaults():
          "--mpvit_pretrained initialises --depth_encoder mpvit_small, not resnet18; use --depth_encoder_pretrained"),
         (["--depth_encoder_pretrained", "r.pth"], "--depth_encoder_pretrained initialises a ResNet --depth_encoder"),
         (["--depth_encoder", "mpvit_small", "--depth_encoder_pretrained", "r.pth"], "for mpvit_small use"),
+        (["--dataset", "scannet"], "argument --dataset: invalid choice: 'scannet'"),
+        (["--dataset", "scannet"], "'nyu', 'folder', 'kitti', 'kitti_odom'"),
+        (["--use_stereo"], "--use_stereo needs a data set with stereo pairs (kitti, kitti_odom), not --dataset nyu"),
+        (["--dataset", "folder", "--split", "mine", "--use_stereo"], "not --dataset folder"),
+        (["--dataset", "kitti"], "--split nyu lists NYUv2 scenes; with --dataset kitti give its split"),
+        # flip when the trainer uses stereo pairs (options.STEREO_TRAINING_NOT_WIRED)
+        (["--dataset", "kitti", "--split", "eigen_zhou", "--use_stereo"],
+         "--use_stereo training is not wired into the trainer yet"),
     ],
 )
 def test_invalid_options_give_one_line_errors(argv, message, capsys):
