@@ -151,6 +151,17 @@ def test_run_sh_baseline_is_monodepth2_on_nyu():
     assert gasmono.depth_encoder is None and gasmono.use_posegt and gasmono.selfpp
 
 
+def test_run_sh_train_kitti_is_gasmono_at_monodepth2_kitti_settings():
+    options = GasMonoOptions().parse(_run_sh_array("kitti_recipe"))
+    assert (options.dataset, options.split, options.height, options.width) == ("kitti", "eigen_zhou", 192, 640)
+    assert (options.batch_size, options.max_depth, options.disparity_smoothness, options.num_epochs) == (
+        12, 100.0, 1e-3, 20)
+    assert options.use_posegt and options.selfpp and options.learning_rate == 5e-5 and not options.use_stereo
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "run.sh"), "train_kitti"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2 and result.stderr.startswith("error: train_kitti needs DATA_PATH")
+
+
 def test_run_sh_baseline_needs_a_data_path():
     result = subprocess.run(["bash", str(PROJECT_ROOT / "run.sh"), "baseline"], capture_output=True, text=True,
                             timeout=30)
