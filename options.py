@@ -22,8 +22,10 @@ EVAL_SPLITS = ("nyu", "scannet", "7scenes", "eigen")
 EVAL_PROTOCOLS = ("eigen", "release", "p2net")
 
 # The trainer's side of stereo (frame "s" in the loss, no pose network for it) is not wired yet: the data
-# sets produce stereo pairs, training refuses them here. Remove this refusal when the trainer uses them
-# (tests/test_options.py::test_use_stereo_training_is_refused_until_the_trainer_uses_it).
+# sets produce stereo pairs, training refuses them here. Remove this refusal (in validate_options) when the
+# trainer uses them, and flip the two tests that expect it: the "--use_stereo training is not wired" case of
+# tests/test_options.py::test_invalid_options_give_one_line_errors and
+# tests/test_kitti_dataset.py::test_kitti_trains_from_the_command_line_and_use_stereo_waits_for_the_trainer.
 STEREO_TRAINING_NOT_WIRED = "--use_stereo training is not wired into the trainer yet"
 
 
