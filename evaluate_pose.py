@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from coarse_poses.evaluation import evaluate_coarse_poses, format_pose_kinds_table, format_pose_table
+from datasets.registry import DATASET_NAMES
 from evaluation.poses import evaluate_poses
 from utils import PROJECT_ROOT, OneLineErrorParser, atomic_write_text, cli_entry_point, resolve_device
 
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data_path", type=str, default=str(PROJECT_ROOT / "data" / "nyu"),
                         help="folder of the sequences, each with a poses.txt")
+    parser.add_argument("--dataset", type=str, default="nyu", choices=DATASET_NAMES,
+                        help="layout of --data_path (datasets/registry.py); ground-truth poses.txt per scene "
+                             "exist for nyu-layout sets such as the synthetic ones")
     parser.add_argument("--split", type=str, default="nyu", help="split name, used for the default --cpose_dir")
     parser.add_argument("--cpose_dir", type=str, default=None, help="coarse poses; default splits/<split>/cpose")
     parser.add_argument("--scenes", type=str, nargs="+", default=None,
@@ -63,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     report = evaluate_poses(args.data_path, cpose_dir, args.load_weights_folder, args.scenes,
                             resolve_device(args.device), args.batch_size, args.num_workers,
                             ".png" if args.png else ".jpg", args.min_depth, args.max_depth,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, dataset=args.dataset)
     report["coarse_per_scene"] = evaluate_coarse_poses(cpose_dir, args.data_path, report["scenes"])
     print(format_pose_table(report["coarse_per_scene"]))
     print()

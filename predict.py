@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from datasets.eval_base import load_rgb
+from datasets.sequence_preparation import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from inference import DepthEstimator, colorize_disparity
 from utils import GasMonoError, OneLineErrorParser, cli_entry_point, prepare_output_folder, resolve_device
 
@@ -49,8 +50,6 @@ __all__ = [
     "main",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 OUTPUT_SUFFIXES = ("_disp", "_depth")
 """Stems ending like this are our own outputs and are skipped in folders."""
 MAX_NAMES_IN_SUMMARY = 3

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Entry points of the project: the CPU demo, the ablation, the release's NYUv2 training recipe and the
-# Monodepth2 baseline on NYUv2.
+# Entry points of the project: the CPU demo, the ablation, the release's NYUv2 training recipe, GasMono on
+# KITTI and the Monodepth2 baseline on NYUv2.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -28,13 +28,21 @@ usage: bash run.sh <command> [arguments]
         with NNODES (number of machines), NODE_RANK (0 .. NNODES-1), MASTER_ADDR (the address of
         the machine with NODE_RANK 0) and MASTER_PORT (default 29500) in the environment; give
         every machine the data and the same --log_dir on a shared file system (rank 0 saves).
+  train_kitti DATA_PATH [train.py flags]
+        GasMono on KITTI raw (docs/datasets.md): --dataset kitti --split eigen_zhou --height 192
+        --width 640 --batch_size 12 --max_depth 100 --disparity_smoothness 1e-3 --num_epochs 20
+        (Monodepth2's KITTI settings; MonoViT also trains at 192x640; the release publishes no
+        KITTI flags) with the release's method flags --learning_rate 5e-5 --use_posegt --www 0.2
+        --wpp 0.2 --iiters 2 --selfpp. The coarse poses come first: tools/make_coarse_poses.py
+        --dataset kitti --data_path DATA_PATH --split eigen_zhou --split_files splits/eigen_zhou.
+        Add --png for .png frames.
   baseline DATA_PATH [train.py flags]
         Monodepth2 on NYUv2: --depth_encoder resnet18 --height 256 --width 320 --max_depth 10
         --model_name baseline; PoseNet on raw pairs (no coarse poses), no self-distillation, the
         release's other defaults (--learning_rate 1e-4, --disparity_smoothness 1e-3, --batch_size
         12, 40 epochs). ImageNet weights: add --depth_encoder_pretrained and --resnet_pretrained.
 
-The first demo/ablate/train/baseline call installs requirements.txt into .venv when torch, pycolmap,
+The first demo/ablate/train/train_kitti/baseline call installs requirements.txt into .venv when torch, pycolmap,
 albumentations or timm cannot be imported from it.
 EOF
 }
@@ -49,6 +57,9 @@ ensure_venv() {
 
 recipe=(--height 256 --width 320 --learning_rate 5e-5 --use_posegt --www 0.2 --wpp 0.2 --iiters 2 --selfpp
         --batch_size 12 --disparity_smoothness 1e-4)
+kitti_recipe=(--dataset kitti --split eigen_zhou --height 192 --width 640 --batch_size 12 --max_depth 100
+              --disparity_smoothness 1e-3 --num_epochs 20 --learning_rate 5e-5 --use_posegt --www 0.2 --wpp 0.2
+              --iiters 2 --selfpp --model_name gasmono_kitti)
 baseline_recipe=(--depth_encoder resnet18 --height 256 --width 320 --max_depth 10 --model_name baseline)
 
 command="${1:-}"
@@ -61,7 +72,7 @@ case "$command" in
         ensure_venv
         exec .venv/bin/python "tools/$command.py" "$@"
         ;;
-    train | baseline)
+    train | train_kitti | baseline)
         if [ $# -lt 1 ]; then
             echo "error: $command needs DATA_PATH" >&2
             usage >&2
@@ -72,6 +83,9 @@ case "$command" in
         ensure_venv
         if [ "$command" = baseline ]; then
             exec .venv/bin/python train.py --data_path "$data_path" "${baseline_recipe[@]}" "$@"
+        fi
+        if [ "$command" = train_kitti ]; then
+            exec .venv/bin/python train.py --data_path "$data_path" "${kitti_recipe[@]}" "$@"
         fi
         exec .venv/bin/python train.py --data_path "$data_path" "${recipe[@]}" "$@"
         ;;

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 import accel
 import networks
+from datasets.registry import dataset_class
 from distributed import init_distributed
 from evaluation.metrics import evaluate_depth_batch
 from evaluation.protocols import validation_protocol
@@ -518,14 +519,17 @@ class Trainer:
     def compute_depth_metrics(self, inputs: Batch, outputs: dict) -> dict[str, float]:
         """``val/abs_rel``, ``val/rmse`` and ``val/a1`` of the scale-0 depth against
         ``inputs["depth_gt"]`` (``B x 1 x H_gt x W_gt``), as the evaluator computes
-        them: the scaled disparity resized to the ground truth, valid pixels
-        ``min_depth < gt < max_depth``, per-image median scaling, clamping to
-        ``[min_depth, max_depth]``, averaged over the images of the batch
+        them: the scaled disparity resized to the ground truth, the valid pixels
+        and clamping of the data set's validation protocol (indoor:
+        ``min_depth < gt < max_depth``, clamp to ``[min_depth, max_depth]``;
+        KITTI: Monodepth2's, see :func:`evaluation.protocols.validation_protocol`),
+        per-image median scaling, averaged over the images of the batch
         (:func:`evaluation.metrics.evaluate_depth_batch`). Empty when no image
         has a valid pixel."""
         scaled_disp, _ = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
-        metrics = evaluate_depth_batch(scaled_disp, inputs["depth_gt"],
-                                       validation_protocol(self.opt.min_depth, self.opt.max_depth))
+        protocol = validation_protocol(self.opt.min_depth, self.opt.max_depth,
+                                       dataset_class(self.opt.dataset).validation_protocol)
+        metrics = evaluate_depth_batch(scaled_disp, inputs["depth_gt"], protocol)
         if metrics is None:
             return {}
         return {f"val/{name}": metrics[name] for name in VAL_DEPTH_METRICS}

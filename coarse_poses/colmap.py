@@ -1,11 +1,15 @@
 """COLMAP (through pycolmap) on one sequence: frames in, coarse poses out.
 
-For a sequence (a folder of ``<frame:06d>.jpg`` frames, optionally with a
-``cam.txt`` of ``3 x 3`` pixel intrinsics, else NYUv2's) :func:`process_sequence`
-runs SIFT extraction, sequential matching (loop detection off) and incremental
-mapping with one shared PINHOLE camera fixed to the known intrinsics, keeps
-the largest model, and writes the coarse poses of every frame whose two
-neighbours are registered in that model (format: :mod:`coarse_poses.pose_files`).
+For an :class:`coarse_poses.sequences.ImageSequence` (a folder of numbered
+frames and where its poses go) :func:`process_sequence` runs SIFT extraction,
+sequential matching (loop detection off) and incremental mapping with one
+shared camera, keeps the largest model, and writes the coarse poses of every
+frame whose two neighbours are registered in that model (format:
+:mod:`coarse_poses.pose_files`). The camera is a PINHOLE fixed to the known
+intrinsics (calibration, ``cam.txt`` or NYUv2's); with unknown intrinsics it is
+a SIMPLE_PINHOLE whose focal length the mapper refines from COLMAP's own
+starting guess (1.2 times the longer image side), with the principal point at
+the image centre, and the estimate is written back to ``cam.txt``.
 Next to the poses, ``<cpose_dir>/<scene>/colmap.json`` records the outcome of
 the sequence (it is the resume marker) and ``colmap.log`` keeps COLMAP's own log.
 """
@@ -32,12 +36,33 @@ from coarse_poses.pose_files import (
     to_homogeneous,
     write_coarse_poses,
 )
-from utils import GasMonoError, atomic_write_text, nyu_pixel_intrinsics
+from coarse_poses.sequences import (  # re-exported: the sequence helpers lived here before
+    IMAGE_SUFFIX,
+    INTRINSICS_FILE,
+    ImageSequence,
+    find_sequences,
+    list_frames,
+    read_intrinsics_file,
+)
+from utils import atomic_output_file, atomic_write_text, nyu_pixel_intrinsics
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIX = ".jpg"
-INTRINSICS_FILE = "cam.txt"
+__all__ = [
+    "IMAGE_SUFFIX",
+    "INTRINSICS_FILE",
+    "ImageSequence",
+    "find_sequences",
+    "list_frames",
+    "read_intrinsics_file",
+    "ColmapSettings",
+    "SequenceResult",
+    "load_intrinsics",
+    "sequence_intrinsics",
+    "run_colmap",
+    "process_sequence",
+]
+
 SEQUENCE_RECORD_FILE = "colmap.json"
 SEQUENCE_LOG_FILE = "colmap.log"
 
@@ -81,6 +106,7 @@ class SequenceResult:
     seconds: float = 0.0
     status: str = "failed"
     reason: str = ""
+    estimated_focal_length: float | None = None  # pixels, when COLMAP estimated the intrinsics
 
     @property
     def registered_percent(self) -> float:
@@ -103,64 +129,35 @@ class SequenceResult:
 # ----------------------------------------------------------------------------
 
 
-def list_frames(sequence_dir: Path) -> list[Path]:
-    """The ``*.jpg`` frames of a sequence folder, sorted by frame number.
-
-    Raises :class:`GasMonoError` when a frame name is not an integer.
-    """
-    frames = []
-    for path in Path(sequence_dir).glob(f"*{IMAGE_SUFFIX}"):
-        if not path.stem.isdigit():
-            raise GasMonoError(f"frame name is not a frame number: {path}")
-        frames.append(path)
-    return sorted(frames, key=lambda path: int(path.stem))
-
-
-def find_sequences(data_path: str | os.PathLike) -> list[Path]:
-    """Sub-folders of ``data_path`` holding ``*.jpg`` frames, sorted by name.
-
-    Raises :class:`GasMonoError` when ``data_path`` is missing or holds none.
-    """
-    root = Path(data_path)
-    if not root.is_dir():
-        raise GasMonoError(f"data path not found: {root}")
-    sequences = sorted(
-        child for child in root.iterdir() if child.is_dir() and any(child.glob(f"*{IMAGE_SUFFIX}"))
-    )
-    if not sequences:
-        nested = sorted(child for child in root.glob(f"*/*/*{IMAGE_SUFFIX}"))
-        hint = f" (did you mean {nested[0].parent.parent}?)" if nested else ""
-        raise GasMonoError(f"no sequences (sub-folders with {IMAGE_SUFFIX} frames) under {root}{hint}")
-    return sequences
-
-
-
-def read_intrinsics_file(path: str | os.PathLike) -> np.ndarray:
-    """A ``3 x 3`` pixel pinhole K from a text file (``np.savetxt`` layout).
-
-    Raises :class:`GasMonoError` naming the file when it is not one.
-    """
-    path = Path(path)
-    try:
-        matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as error:
-        raise GasMonoError(f"{path}: not a 3x3 matrix of numbers ({error})") from None
-    if matrix.shape != (3, 3):
-        raise GasMonoError(f"{path}: expected a 3x3 intrinsics matrix, got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)) or matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
-        raise GasMonoError(f"{path}: focal lengths must be finite and positive")
-    if not np.allclose(matrix[2], [0.0, 0.0, 1.0]) or matrix[1, 0] != 0 or matrix[0, 1] != 0:
-        raise GasMonoError(f"{path}: not a pinhole matrix [[fx 0 cx] [0 fy cy] [0 0 1]] (skew is not supported)")
-    return matrix
-
-
 def load_intrinsics(sequence_dir: str | os.PathLike, width: int, height: int) -> np.ndarray:
-    """The ``3 x 3`` pixel intrinsics of a sequence: its ``cam.txt`` when present,
+    """The ``3 x 3`` pixel intrinsics of a sequence folder: its ``cam.txt`` when present,
     else the NYUv2 defaults for a ``width x height`` image."""
-    path = Path(sequence_dir) / INTRINSICS_FILE
-    if path.is_file():
-        return read_intrinsics_file(path)
+    intrinsics = sequence_intrinsics(ImageSequence(Path(sequence_dir).name, Path(sequence_dir)), width, height)
+    assert intrinsics is not None
+    return intrinsics
+
+
+def sequence_intrinsics(sequence: ImageSequence, width: int, height: int) -> np.ndarray | None:
+    """The ``3 x 3`` pixel intrinsics of a sequence of ``width x height`` frames:
+    the known ones, else its ``cam.txt``, else NYUv2's; None when they are to be
+    estimated (see :mod:`coarse_poses.sequences`)."""
+    if sequence.intrinsics is not None:
+        return np.asarray(sequence.intrinsics, dtype=np.float64)
+    if sequence.intrinsics_file.is_file():
+        return read_intrinsics_file(sequence.intrinsics_file)
+    if sequence.unknown_intrinsics == "estimate":
+        return None
     return nyu_pixel_intrinsics(height, width)
+
+
+def write_estimated_intrinsics(path: Path, camera) -> float:
+    """Write a pycolmap camera's ``3 x 3`` K to ``path`` (``cam.txt``, with a
+    comment saying where it comes from); returns its focal length in pixels."""
+    matrix = np.asarray(camera.calibration_matrix(), dtype=np.float64)
+    header = f"estimated by COLMAP ({camera.model_name}, focal length refined, principal point at the centre)"
+    with atomic_output_file(path, "w") as handle:
+        np.savetxt(handle, matrix, fmt="%.6f", header=header)
+    return float(matrix[0, 0])
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -192,14 +189,17 @@ def redirect_native_stderr(log_path: Path) -> Iterator[None]:
 
 
 def run_colmap(
-    image_dir: Path, image_names: Sequence[str], intrinsics: np.ndarray, work_dir: Path, settings: ColmapSettings
+    image_dir: Path, image_names: Sequence[str], intrinsics: np.ndarray | None, work_dir: Path,
+    settings: ColmapSettings,
 ) -> dict:
     """Run SIFT extraction, sequential matching and incremental mapping.
 
     Args:
         image_dir: folder holding the frames.
         image_names: frame file names in temporal order (other files are ignored).
-        intrinsics: ``3 x 3`` pixel K shared by all frames (kept fixed).
+        intrinsics: ``3 x 3`` pixel K shared by all frames (kept fixed); None:
+            one shared SIMPLE_PINHOLE camera whose focal length the mapper
+            refines from COLMAP's default guess.
         work_dir: empty folder for the database and the models.
         settings: COLMAP options.
 
@@ -216,9 +216,12 @@ def run_colmap(
     models_dir.mkdir(parents=True, exist_ok=True)
 
     reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "PINHOLE"
-    params = (intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2])
-    reader.camera_params = ",".join(repr(float(value)) for value in params)
+    if intrinsics is None:
+        reader.camera_model = "SIMPLE_PINHOLE"
+    else:
+        reader.camera_model = "PINHOLE"
+        params = (intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2])
+        reader.camera_params = ",".join(repr(float(value)) for value in params)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = settings.num_threads
     extraction.max_image_size = settings.max_image_size
@@ -252,7 +255,7 @@ def run_colmap(
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = settings.num_threads
     mapping.random_seed = settings.seed
-    mapping.ba_refine_focal_length = False
+    mapping.ba_refine_focal_length = intrinsics is None
     mapping.ba_refine_principal_point = False
     mapping.ba_refine_extra_params = False
     return pycolmap.incremental_mapping(database, image_dir, models_dir, options=mapping)
@@ -295,7 +298,7 @@ def clear_sequence_outputs(scene_dir: Path) -> None:
 
 
 def process_sequence(
-    sequence_dir: str | os.PathLike,
+    sequence: ImageSequence | str | os.PathLike,
     cpose_dir: str | os.PathLike,
     work_root: str | os.PathLike,
     settings: ColmapSettings,
@@ -307,20 +310,25 @@ def process_sequence(
     COLMAP cannot reconstruct is returned with ``status="failed"`` and a reason;
     it never raises for that. Previous outputs of the scene are replaced.
 
+    With intrinsics to estimate, a reconstructed sequence's estimate is
+    written to its ``cam.txt`` and its focal length recorded.
+
     Args:
-        sequence_dir: folder of ``<frame>.jpg`` frames (and optionally ``cam.txt``).
+        sequence: the frames and their scene; a folder stands for the NYUv2
+            layout (``<frame>.jpg`` frames, optionally ``cam.txt``; scene = its name).
         cpose_dir: root of the coarse-pose output.
         work_root: folder for COLMAP's working files (``<work_root>/<scene>``).
         settings: COLMAP options.
         keep_work: keep the database and models instead of deleting them.
     """
     start = time.perf_counter()
-    sequence_dir = Path(sequence_dir)
-    scene = sequence_dir.name
+    if not isinstance(sequence, ImageSequence):
+        sequence = ImageSequence(Path(sequence).name, Path(sequence))
+    scene = sequence.scene
     scene_dir = Path(cpose_dir) / scene
     scene_dir.mkdir(parents=True, exist_ok=True)
     clear_sequence_outputs(scene_dir)
-    frames = list_frames(sequence_dir)
+    frames = sequence.frames()
     result = SequenceResult(scene=scene, frames=len(frames))
 
     if len(frames) < 3:
@@ -333,11 +341,16 @@ def process_sequence(
             with redirect_native_stderr(scene_dir / SEQUENCE_LOG_FILE):
                 try:
                     width, height = image_size(frames[0])
-                    intrinsics = load_intrinsics(sequence_dir, width, height)
+                    intrinsics = sequence_intrinsics(sequence, width, height)
                     names = [frame.name for frame in frames]
-                    fill_result(result, run_colmap(sequence_dir, names, intrinsics, work_dir, settings), scene_dir)
+                    models = run_colmap(Path(sequence.image_dir), names, intrinsics, work_dir, settings)
+                    largest = fill_result(result, models, scene_dir)
+                    if intrinsics is None and result.status == "ok":
+                        camera = next(iter(largest.cameras.values()))
+                        result.estimated_focal_length = round(
+                            write_estimated_intrinsics(sequence.intrinsics_file, camera), 3)
                 except Exception as error:  # one bad sequence must not stop the others
-                    logger.exception("COLMAP failed on %s", sequence_dir)
+                    logger.exception("COLMAP failed on %s", sequence.image_dir)
                     result.reason = f"{type(error).__name__}: {error}".strip()
         finally:
             if not keep_work:
@@ -348,12 +361,13 @@ def process_sequence(
     return result
 
 
-def fill_result(result: SequenceResult, models: dict, scene_dir: Path) -> None:
-    """Pick the largest model, write its coarse poses and fill ``result``."""
+def fill_result(result: SequenceResult, models: dict, scene_dir: Path):
+    """Pick the largest model, write its coarse poses and fill ``result``;
+    returns that model (None when there is none)."""
     result.models = len(models)
     if not models:
         result.reason = "COLMAP could not reconstruct the sequence (no model)"
-        return
+        return None
     largest = max(models.values(), key=lambda reconstruction: reconstruction.num_reg_images())
     result.registered = largest.num_reg_images()
     result.mean_reprojection_error = round(float(largest.compute_mean_reprojection_error()), 4)
@@ -362,3 +376,4 @@ def fill_result(result: SequenceResult, models: dict, scene_dir: Path) -> None:
         result.reason = "no frame has both neighbours registered"
     else:
         result.status = "ok"
+    return largest

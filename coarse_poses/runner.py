@@ -1,7 +1,8 @@
 """COLMAP over many sequences (parallel, resumable), and what ``tools/make_coarse_poses.py`` does with it.
 
 * :func:`make_coarse_poses`: :func:`coarse_poses.colmap.process_sequence` on
-  every sequence under a data folder, skipping the sequences recorded as done
+  every sequence under a data folder (NYUv2 layout) or of a given list of
+  :class:`coarse_poses.sequences.ImageSequence` (other layouts), skipping the sequences recorded as done
   by an earlier run (see :func:`needs_processing`); writes ``summary.json``.
 * :func:`coarse_poses_for_split_lists`: poses for the sequences that split
   lists name (for example the release's lists, which the project ships). The
@@ -33,22 +34,19 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection
+from typing import Collection, Sequence
 
 from tqdm import tqdm
 
 from coarse_poses.colmap import (
-    INTRINSICS_FILE,
     SEQUENCE_LOG_FILE,
     ColmapSettings,
     SequenceResult,
-    find_sequences,
-    list_frames,
     load_sequence_record,
     process_sequence,
-    read_intrinsics_file,
 )
 from coarse_poses.pose_files import filter_items_with_coarse_poses, list_pose_items
+from coarse_poses.sequences import ImageSequence, find_sequences, read_intrinsics_file
 from coarse_poses.summary import SUMMARY_FILE, format_summary_table, write_summary
 from utils import GasMonoError, atomic_write_text
 
@@ -56,6 +54,25 @@ logger = logging.getLogger(__name__)
 
 SplitLists = dict[Path, list[tuple[str, str, int]]]
 """Split list path -> ``(line, scene, frame)`` of each of its lines, in order."""
+
+SequenceSource = str | os.PathLike | Sequence[ImageSequence]
+"""A data folder in the NYUv2 layout, or the sequences themselves."""
+
+
+def resolve_sequences(source: SequenceSource) -> list[ImageSequence]:
+    """The sequences of a source (a folder: :func:`coarse_poses.sequences.find_sequences`)."""
+    if isinstance(source, (str, os.PathLike)):
+        return find_sequences(source)
+    if not source:
+        raise GasMonoError("no sequences to process")
+    return list(source)
+
+
+def describe_source(source: SequenceSource) -> str:
+    """A folder as it is; a list of sequences by their count and first folder."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"{len(source)} sequence(s) from {source[0].image_dir}" if source else "no sequences"
 
 
 def available_cores() -> int:
@@ -97,7 +114,7 @@ class Shard:
 
 
 def needs_processing(
-    sequence_dir: Path, cpose_dir: Path, overwrite: bool, retry_failed: bool
+    sequence: ImageSequence | Path, cpose_dir: Path, overwrite: bool, retry_failed: bool
 ) -> tuple[bool, SequenceResult | None]:
     """Whether a sequence must be (re)processed, and its previous record if not.
 
@@ -105,10 +122,12 @@ def needs_processing(
     record, when its number of frames changed since, or when it failed and
     ``retry_failed`` is set.
     """
+    if not isinstance(sequence, ImageSequence):
+        sequence = ImageSequence(Path(sequence).name, Path(sequence))
     if overwrite:
         return True, None
-    record = load_sequence_record(cpose_dir, sequence_dir.name)
-    if record is None or record.frames != len(list_frames(sequence_dir)):
+    record = load_sequence_record(cpose_dir, sequence.scene)
+    if record is None or record.frames != len(sequence.frames()):
         return True, None
     if retry_failed and record.status != "ok":
         return True, None
@@ -116,7 +135,7 @@ def needs_processing(
 
 
 def make_coarse_poses(
-    data_path: str | os.PathLike,
+    data_path: SequenceSource,
     cpose_dir: str | os.PathLike,
     work_dir: str | os.PathLike,
     settings: ColmapSettings,
@@ -128,8 +147,9 @@ def make_coarse_poses(
     scenes: Collection[str] | None = None,
     summary_name: str = SUMMARY_FILE,
 ) -> list[SequenceResult]:
-    """Run :func:`process_sequence` on every sequence under ``data_path``
-    (only those named in ``scenes`` when given).
+    """Run :func:`process_sequence` on every sequence of ``data_path`` (a
+    folder in the NYUv2 layout, or a list of sequences; only those named in
+    ``scenes`` when given).
 
     With ``jobs > 1`` sequences run in that many worker processes (``spawn``:
     a calling script needs the ``if __name__ == "__main__":`` guard), each with
@@ -141,58 +161,58 @@ def make_coarse_poses(
     Returns:
         one result per sequence, sorted by scene name (skipped ones from their record).
     """
-    sequences = find_sequences(data_path)
+    sequences = resolve_sequences(data_path)
     if scenes is not None:
-        sequences = [sequence_dir for sequence_dir in sequences if sequence_dir.name in scenes]
-    for sequence_dir in sequences:
-        if (sequence_dir / INTRINSICS_FILE).is_file():
-            read_intrinsics_file(sequence_dir / INTRINSICS_FILE)
+        sequences = [sequence for sequence in sequences if sequence.scene in scenes]
+    for sequence in sequences:
+        if sequence.intrinsics is None and sequence.intrinsics_file.is_file():
+            read_intrinsics_file(sequence.intrinsics_file)
     cpose_dir = Path(cpose_dir)
     cpose_dir.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, SequenceResult] = {}
     todo = []
-    for sequence_dir in sequences:
-        redo, record = needs_processing(sequence_dir, cpose_dir, overwrite, retry_failed)
+    for sequence in sequences:
+        redo, record = needs_processing(sequence, cpose_dir, overwrite, retry_failed)
         if redo:
-            todo.append(sequence_dir)
+            todo.append(sequence)
         else:
-            results[sequence_dir.name] = record
+            results[sequence.scene] = record
     if results:
         logger.info("skipping %d sequence(s) already done (use --overwrite to redo them)", len(results))
 
     if todo:
         bar = tqdm(total=len(todo), desc="sequences", unit="seq", disable=not progress)
         if jobs == 1:
-            for sequence_dir in todo:
-                results[sequence_dir.name] = process_sequence(sequence_dir, cpose_dir, work_dir, settings, keep_work)
+            for sequence in todo:
+                results[sequence.scene] = process_sequence(sequence, cpose_dir, work_dir, settings, keep_work)
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
                 futures = {
-                    pool.submit(process_sequence, sequence_dir, cpose_dir, work_dir, settings, keep_work): sequence_dir
-                    for sequence_dir in todo
+                    pool.submit(process_sequence, sequence, cpose_dir, work_dir, settings, keep_work): sequence
+                    for sequence in todo
                 }
                 for future in as_completed(futures):
-                    sequence_dir = futures[future]
+                    sequence = futures[future]
                     try:
-                        results[sequence_dir.name] = future.result()
+                        results[sequence.scene] = future.result()
                     except BrokenProcessPool as error:
-                        results[sequence_dir.name] = SequenceResult(
-                            scene=sequence_dir.name,
-                            frames=len(list_frames(sequence_dir)),
+                        results[sequence.scene] = SequenceResult(
+                            scene=sequence.scene,
+                            frames=len(sequence.frames()),
                             reason=f"worker process died ({error}); it is retried on the next run",
                         )
                     bar.update()
         bar.close()
 
-    ordered = [results[sequence_dir.name] for sequence_dir in sequences]
+    ordered = [results[sequence.scene] for sequence in sequences]
     write_summary(ordered, cpose_dir, summary_name)
     return ordered
 
 
-def merge_shard_records(data_path: str | os.PathLike, cpose_dir: Path, scenes: Collection[str]) -> list[SequenceResult]:
+def merge_shard_records(data_path: SequenceSource, cpose_dir: Path, scenes: Collection[str]) -> list[SequenceResult]:
     """The records of ``scenes`` written by the shards, merged into ``<cpose_dir>/summary.json``.
 
     Raises:
@@ -200,11 +220,11 @@ def merge_shard_records(data_path: str | os.PathLike, cpose_dir: Path, scenes: C
             its frames changed since), naming one and the count.
     """
     results, missing = [], []
-    for sequence_dir in find_sequences(data_path):
-        if sequence_dir.name in scenes:
-            redo, record = needs_processing(sequence_dir, cpose_dir, overwrite=False, retry_failed=False)
+    for sequence in resolve_sequences(data_path):
+        if sequence.scene in scenes:
+            redo, record = needs_processing(sequence, cpose_dir, overwrite=False, retry_failed=False)
             if redo:
-                missing.append(sequence_dir.name)
+                missing.append(sequence.scene)
             else:
                 results.append(record)
     if missing:
@@ -234,7 +254,7 @@ class CoarsePoseReport:
     come with the merge.
     """
 
-    data_path: Path
+    data_path: str
     cpose_dir: Path
     results: list[SequenceResult]
     items: list[tuple[str, int]] = field(default_factory=list)
@@ -244,19 +264,19 @@ class CoarsePoseReport:
     shard: Shard | None = None
 
 
-def listed_scenes(lists: SplitLists, data_path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """The scenes the lists name, split into those that are sequences under ``data_path`` and the others.
+def listed_scenes(lists: SplitLists, data_path: SequenceSource) -> tuple[list[str], list[str]]:
+    """The scenes the lists name, split into those that are sequences of ``data_path`` and the others.
 
     Raises:
-        GasMonoError: when none of them is under ``data_path``.
+        GasMonoError: when none of them is there.
     """
     named = sorted({scene for items in lists.values() for _, scene, _ in items})
-    on_disk = {sequence.name for sequence in find_sequences(data_path)}
+    on_disk = {sequence.scene for sequence in resolve_sequences(data_path)}
     scenes = [scene for scene in named if scene in on_disk]
     absent = [scene for scene in named if scene not in on_disk]
     if not scenes:
-        raise GasMonoError(f"none of the {len(named)} sequences named by the split lists is under {data_path} "
-                           f"(e.g. {named[0]})")
+        raise GasMonoError(f"none of the {len(named)} sequences named by the split lists is under "
+                           f"{describe_source(data_path)} (e.g. {named[0]})")
     return scenes, absent
 
 
@@ -289,20 +309,20 @@ class RunOptions:
     merge_shards: bool = False
 
 
-def _run_sequences(data_path: str | os.PathLike, cpose_dir: Path, settings: ColmapSettings,
+def _run_sequences(data_path: SequenceSource, cpose_dir: Path, settings: ColmapSettings,
                    scenes: Collection[str] | None, options: RunOptions) -> list[SequenceResult]:
     """:func:`make_coarse_poses` with ``options`` (on the shard's sequences, or
     :func:`merge_shard_records`), in a temporary work folder unless one is given."""
     if scenes is None:
-        scenes = [sequence_dir.name for sequence_dir in find_sequences(data_path)]
+        scenes = [sequence.scene for sequence in resolve_sequences(data_path)]
     if options.merge_shards:
         return merge_shard_records(data_path, cpose_dir, scenes)
     summary_name = SUMMARY_FILE
     if options.shard is not None:
         scenes, summary_name = options.shard.select(scenes), options.shard.summary_name
         logger.info("shard %d of %d: %d sequence(s)", options.shard.index, options.shard.count, len(scenes))
-    logger.info("%d sequence(s) under %s; %d job(s) x %d thread(s)", len(scenes), data_path, options.jobs,
-                settings.num_threads)
+    logger.info("%d sequence(s) of %s; %d job(s) x %d thread(s)", len(scenes), describe_source(data_path),
+                options.jobs, settings.num_threads)
     with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
         return make_coarse_poses(data_path, cpose_dir, options.work_dir or temporary, settings, jobs=options.jobs,
                                  overwrite=options.overwrite, retry_failed=options.retry_failed,
@@ -312,7 +332,7 @@ def _run_sequences(data_path: str | os.PathLike, cpose_dir: Path, settings: Colm
 
 def coarse_poses_for_split_lists(
     lists: SplitLists,
-    data_path: str | os.PathLike,
+    data_path: SequenceSource,
     cpose_dir: str | os.PathLike,
     settings: ColmapSettings,
     options: RunOptions | None = None,
@@ -326,15 +346,15 @@ def coarse_poses_for_split_lists(
     scenes, absent = listed_scenes(lists, data_path)
     cpose_dir, options = Path(cpose_dir), options or RunOptions()
     results = _run_sequences(data_path, cpose_dir, settings, scenes, options)
-    report = CoarsePoseReport(Path(data_path), cpose_dir, results, num_listed_scenes=len(scenes) + len(absent),
-                              absent_scenes=absent, shard=options.shard)
+    report = CoarsePoseReport(describe_source(data_path), cpose_dir, results,
+                              num_listed_scenes=len(scenes) + len(absent), absent_scenes=absent, shard=options.shard)
     if options.shard is None:
         report.coverage = write_missing_lists(lists, cpose_dir)
     return report
 
 
 def coarse_poses_for_data_path(
-    data_path: str | os.PathLike,
+    data_path: SequenceSource,
     cpose_dir: str | os.PathLike,
     settings: ColmapSettings,
     options: RunOptions | None = None,
@@ -343,7 +363,7 @@ def coarse_poses_for_data_path(
     have them (none for a shard: they come with the merge)."""
     cpose_dir, options = Path(cpose_dir), options or RunOptions()
     results = _run_sequences(data_path, cpose_dir, settings, None, options)
-    report = CoarsePoseReport(Path(data_path), cpose_dir, results, shard=options.shard)
+    report = CoarsePoseReport(describe_source(data_path), cpose_dir, results, shard=options.shard)
     if options.shard is None:
         report.items = list_pose_items(cpose_dir, [result.scene for result in results])
     return report
@@ -356,6 +376,10 @@ def format_report(report: CoarsePoseReport) -> str:
         lines.append(f"{len(report.absent_scenes)} of {report.num_listed_scenes} listed sequence(s) are not under "
                      f"{report.data_path} (e.g. {report.absent_scenes[0]}); their items get no poses")
     lines.append(format_summary_table(report.results))
+    for result in report.results:
+        if result.estimated_focal_length is not None:
+            lines.append(f"{result.scene}: focal length estimated by COLMAP, {result.estimated_focal_length:.1f} px "
+                         "(written to its cam.txt)")
     summary = report.cpose_dir / (report.shard.summary_name if report.shard else SUMMARY_FILE)
     lines.append(f"summary: {summary} (COLMAP logs: {report.cpose_dir}/<scene>/{SEQUENCE_LOG_FILE})")
     if report.shard is not None:

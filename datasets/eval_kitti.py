@@ -24,6 +24,7 @@ __all__ = [
     "KittiEigenTestDataset",
     "parse_kitti_split",
     "read_calib_file",
+    "projection_intrinsics",
     "load_velodyne_points",
     "velodyne_to_depth_map",
     "kitti_eigen_test_set",
@@ -75,6 +76,14 @@ def _calib_entry(calib: dict[str, np.ndarray], key: str, size: int, path: Path) 
     if key not in calib or calib[key].size != size:
         raise GasMonoError(f"{path}: missing or malformed entry '{key}' ({size} numbers expected)")
     return calib[key]
+
+
+def projection_intrinsics(path: str | os.PathLike, key: str) -> np.ndarray:
+    """The ``3 x 3`` pixel intrinsics of a ``3 x 4`` projection matrix entry of a
+    KITTI calibration file (``P_rect_02`` of ``calib_cam_to_cam.txt``, or ``P2``
+    of an odometry sequence's ``calib.txt``): its left ``3 x 3`` block."""
+    path = Path(path)
+    return _calib_entry(read_calib_file(path), key, 12, path).reshape(3, 4)[:, :3].copy()
 
 
 def load_velodyne_points(path: str | os.PathLike) -> np.ndarray:

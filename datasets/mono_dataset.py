@@ -1,7 +1,12 @@
 """Monocular training data in the Monodepth2 input-dict convention.
 
 :class:`MonoDataset` turns one split line ``<folder> <frame> [<side>]`` into the
-dictionary the trainer consumes (keys as in Monodepth2):
+dictionary the trainer consumes (keys as in Monodepth2). Frame ids are the
+integer offsets of temporal neighbours (``0`` the target, ``-1`` / ``1`` its
+neighbours) and, for data sets with two cameras (``has_stereo``), the string
+``"s"`` (:data:`STEREO_FRAME`): the other camera's image of the target frame,
+as in Monodepth2, where ``--use_stereo`` appends ``"s"`` to the frame ids
+(``training.data.dataset_frame_ids``; ``--frame_ids`` stays integers).
 
 * ``("color", f, s)``: frame ``f`` at scale ``s < num_scales``,
   ``3 x H/2^s x W/2^s`` float32 in [0, 1], not augmented;
@@ -16,7 +21,11 @@ dictionary the trainer consumes (keys as in Monodepth2):
   ``T_{0->f}`` (target camera to source camera), when ``cpose_dir`` is given
   (files in the format of :mod:`coarse_poses.pose_files`);
 * ``"depth_gt"``: ``1 x H_gt x W_gt`` float32 metres, when requested and the
-  data set has depth.
+  data set has depth (0 where there is none);
+* ``"stereo_T"``: ``4 x 4`` float32, when ``"s"`` is requested: the transform
+  from the target camera to the other one, the identity with
+  ``T[0, 3] = -0.1`` for a left (``l``) target and ``+0.1`` for a right one
+  (Monodepth2's baseline convention, no flipping).
 
 The trainer reads scale 0 only (every decoder scale is compared with the
 full-resolution images), so it builds items with ``num_scales=1``: the keys
@@ -26,14 +35,18 @@ pyramid is built level by level with PIL's LANCZOS filter (full size ->
 scale 0 -> scale 1 -> ...), as in the release, so scale 0 is the same
 either way; ``resize_filter="area"`` uses
 OpenCV's area averaging instead (also antialiased, several times faster, not
-bit-identical to the release's images). JPEGs are decoded at a reduced
-size (``Image.draft``) when the reduced image is still at least ``W x H``.
-Horizontal flipping is not offered: NYUv2's principal point is off-centre and
-the coarse poses would have to be mirrored.
+bit-identical to the release's images). Images are decoded at full size, as
+the release decodes them. Horizontal flipping is not offered: the release fixes
+it off, NYUv2's principal point is off-centre and the coarse poses would have
+to be mirrored.
 
 Subclasses override only :meth:`get_image_path` / :meth:`get_color`,
-:meth:`check_depth` / :meth:`get_depth`, :meth:`get_intrinsics` and
-:meth:`get_coarse_pose_path` / :meth:`get_coarse_poses`.
+:meth:`check_depth` / :meth:`get_depth`, :meth:`get_intrinsics`,
+:meth:`coarse_pose_scene` (where an item's coarse poses are) and, for
+``tools/make_coarse_poses.py``, :meth:`image_sequences`; class attributes
+say whether the data set has a second camera (``has_stereo``) and how
+validation scores its depth (``validation_protocol``). A new data set is one
+such class and one line in :mod:`datasets.registry`.
 
 Errors in the data are one-line :class:`GasMonoError` naming the file and
 the split line: a malformed split line, a missing frame or coarse-pose file
@@ -56,6 +69,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils import data
 
 from coarse_poses.pose_files import SOURCE_FRAME_SLOTS, coarse_pose_path, read_coarse_poses
+from coarse_poses.sequences import ImageSequence, find_sequences
 from datasets.augmentation import (
     AUGMENTATIONS,
     StrongAugmentation,
@@ -68,6 +82,12 @@ logger = logging.getLogger(__name__)
 
 RESIZE_FILTERS = ("lanczos", "area")
 _SIDES = ("l", "r")
+OTHER_SIDE = {"l": "r", "r": "l"}
+STEREO_FRAME = "s"
+"""The frame id of the other camera's image of the target frame."""
+STEREO_BASELINE = 0.1
+"""``|stereo_T[0, 3]|``: Monodepth2's (and the release's) stereo baseline, in the units of the depth."""
+FrameId = int | str
 
 
 def parse_split_line(line: str, where: str) -> tuple[str, int, str]:
@@ -112,9 +132,8 @@ def load_split(path: str | os.PathLike) -> list[str]:
     return [line for _, line in read_split_lines(path)]
 
 
-def pil_loader(path: str | os.PathLike, min_size: tuple[int, int] | None = None) -> Image.Image:
-    """Open an RGB image; a JPEG is decoded at the smallest power-of-two
-    reduction that is still at least ``min_size = (width, height)``.
+def pil_loader(path: str | os.PathLike) -> Image.Image:
+    """Open an RGB image, decoded at full size.
 
     Raises:
         GasMonoError: naming the file when it is not an image, is truncated
@@ -122,8 +141,6 @@ def pil_loader(path: str | os.PathLike, min_size: tuple[int, int] | None = None)
     """
     try:
         with Image.open(path) as image:
-            if min_size is not None and image.format == "JPEG":
-                image.draft("RGB", min_size)
             if image.mode != "RGB":
                 return image.convert("RGB")
             image.load()
@@ -149,11 +166,13 @@ class MonoDataset(data.Dataset):
         data_path: root folder of the frames.
         filenames: split lines ``<folder> <frame> [<side>]``, or the path of a split file.
         height, width: size ``H x W`` of scale 0.
-        frame_idxs: frame offsets to load, target first (e.g. ``[0, -1, 1]``).
+        frame_idxs: frame ids to load, target first (e.g. ``[0, -1, 1]``, or
+            ``[0, -1, 1, "s"]`` with the other camera; see the module docstring).
         num_scales: number of pyramid levels (the trainer reads scale 0 only and asks for 1).
         is_train: enables colour augmentation (each item with probability 0.5).
         img_ext: image file extension.
-        cpose_dir: folder of coarse poses; adds ``("pose_gt", -1)`` and ``("pose_gt", 1)``.
+        cpose_dir: folder of coarse poses; adds ``("pose_gt", -1)`` and ``("pose_gt", 1)``
+            (for the temporal frames requested; ``"s"`` has none).
         augmentation: ``"strong"``, ``"colorjitter"`` or ``"none"`` (see :mod:`datasets.augmentation`).
         load_depth: add ``"depth_gt"`` when the data set has depth.
         shared_augmentation: with ``"strong"``, one draw for all frames of an
@@ -161,13 +180,21 @@ class MonoDataset(data.Dataset):
         resize_filter: ``"lanczos"`` (PIL, the release's) or ``"area"`` (OpenCV).
     """
 
+    has_stereo: bool = False
+    """Whether items have the other camera's image (frame id ``"s"``)."""
+    validation_protocol: str = "depth_range"
+    """How training validation scores ``depth_gt`` (see ``evaluation.protocols.validation_protocol``)."""
+    unknown_intrinsics: str = "nyu"
+    """What ``tools/make_coarse_poses.py`` uses for a sequence without ``cam.txt`` (see
+    :mod:`coarse_poses.sequences`)."""
+
     def __init__(
         self,
         data_path: str | os.PathLike,
         filenames: Sequence[str] | str | os.PathLike,
         height: int,
         width: int,
-        frame_idxs: Sequence[int],
+        frame_idxs: Sequence[FrameId],
         num_scales: int,
         is_train: bool = False,
         img_ext: str = ".jpg",
@@ -196,8 +223,10 @@ class MonoDataset(data.Dataset):
         if is_train and augmentation == "strong":
             require_release_albumentations()
         self.shared_augmentation = shared_augmentation
+        self._check_frame_ids()
         self.cpose_dir = None if cpose_dir is None else require_path(cpose_dir, "coarse pose folder")
-        if self.cpose_dir is not None and not set(self.frame_idxs) <= {0, *SOURCE_FRAME_SLOTS}:
+        temporal = {frame_id for frame_id in self.frame_idxs if frame_id != STEREO_FRAME}
+        if self.cpose_dir is not None and not temporal <= {0, *SOURCE_FRAME_SLOTS}:
             raise GasMonoError(f"coarse poses exist for frames -1 and 1 only, not frame_idxs {self.frame_idxs}")
 
         if isinstance(filenames, (str, os.PathLike)):
@@ -221,6 +250,14 @@ class MonoDataset(data.Dataset):
         self._strong: StrongAugmentation | None = None
         self._intrinsics: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
 
+    def _check_frame_ids(self) -> None:
+        for frame_id in self.frame_idxs:
+            if frame_id != STEREO_FRAME and (isinstance(frame_id, bool) or not isinstance(frame_id, int)):
+                raise GasMonoError(f"frame ids are integer offsets or {STEREO_FRAME!r}, got {frame_id!r}")
+        if STEREO_FRAME in self.frame_idxs and not self.has_stereo:
+            raise GasMonoError(f"{type(self).__name__} has one camera: frame id {STEREO_FRAME!r} (--use_stereo) "
+                               "needs a data set with stereo pairs")
+
     # -- hooks for subclasses ------------------------------------------------
 
     def get_image_path(self, folder: str, frame_index: int, side: str) -> Path:
@@ -228,8 +265,8 @@ class MonoDataset(data.Dataset):
         return self.data_path / folder / f"{frame_index:010d}{self.img_ext}"
 
     def get_color(self, folder: str, frame_index: int, side: str) -> Image.Image:
-        """Load one frame as an RGB PIL image (decoded at reduced size when possible)."""
-        return pil_loader(self.get_image_path(folder, frame_index, side), (self.width, self.height))
+        """Load one frame as an RGB PIL image."""
+        return pil_loader(self.get_image_path(folder, frame_index, side))
 
     def get_intrinsics(self, folder: str) -> np.ndarray:
         """``4 x 4`` intrinsics normalised by the image size (row 0 by width, row 1 by height)."""
@@ -243,14 +280,44 @@ class MonoDataset(data.Dataset):
         """Ground-truth depth ``H_gt x W_gt`` float32 in metres."""
         raise NotImplementedError
 
-    def get_coarse_pose_path(self, folder: str, frame_index: int) -> Path:
-        """Path of the coarse poses of one item: ``<cpose_dir>/<folder>/<frame:04d>.npy``."""
-        assert self.cpose_dir is not None
-        return coarse_pose_path(self.cpose_dir, folder, frame_index)
+    def check_folder(self, folder: str) -> None:
+        """Check what a folder of the split needs besides its frames (once per
+        folder, when the data set is built); raise a :class:`GasMonoError` naming the file."""
 
-    def get_coarse_poses(self, folder: str, frame_index: int) -> np.ndarray:
+    @classmethod
+    def coarse_pose_scene(cls, folder: str, side: str) -> str:
+        """The scene of an item's coarse poses, ``<cpose_dir>/<scene>/`` (the default: its folder)."""
+        return folder
+
+    @classmethod
+    def image_sequences(cls, data_path: str | os.PathLike, img_ext: str = ".jpg") -> list[ImageSequence]:
+        """The image sequences ``tools/make_coarse_poses.py`` runs COLMAP on, each
+        named by the scene of :meth:`coarse_pose_scene` (the default: the NYUv2
+        layout, one sequence per sub-folder of ``data_path``)."""
+        return find_sequences(data_path, img_ext, cls.unknown_intrinsics)
+
+    def get_coarse_pose_path(self, folder: str, frame_index: int, side: str = "l") -> Path:
+        """Path of the coarse poses of one item: ``<cpose_dir>/<scene>/<frame:04d>.npy``."""
+        assert self.cpose_dir is not None
+        return coarse_pose_path(self.cpose_dir, self.coarse_pose_scene(folder, side), frame_index)
+
+    def get_coarse_poses(self, folder: str, frame_index: int, side: str = "l") -> np.ndarray:
         """``2 x 4 x 4`` float32 ``[T_{t->t-1}, T_{t->t+1}]`` of one item."""
-        return read_coarse_poses(self.get_coarse_pose_path(folder, frame_index))
+        return read_coarse_poses(self.get_coarse_pose_path(folder, frame_index, side))
+
+    @staticmethod
+    def frame_source(frame_index: int, side: str, frame_id: FrameId) -> tuple[int, str]:
+        """``(frame, side)`` of the image of ``frame_id`` for the item ``(frame_index, side)``."""
+        if frame_id == STEREO_FRAME:
+            return frame_index, OTHER_SIDE[side]
+        return frame_index + frame_id, side
+
+    @staticmethod
+    def stereo_transform(side: str) -> np.ndarray:
+        """``stereo_T`` of a target on ``side``: ``4 x 4`` float32 (see the module docstring)."""
+        transform = np.eye(4, dtype=np.float32)
+        transform[0, 3] = (-1.0 if side == "l" else 1.0) * STEREO_BASELINE
+        return transform
 
     # -- construction-time checks ------------------------------------------
 
@@ -265,14 +332,21 @@ class MonoDataset(data.Dataset):
         """Every frame of every item exists; every coarse-pose file exists and
         is well formed (read in full: about 45 µs per file with a warm file
         cache, 1 s for the 22k items of NYUv2)."""
+        checked_folders = set()
         for (folder, frame_index, side), source in zip(self.items, self.item_sources):
-            for offset in self.frame_idxs:
-                path = self.get_image_path(folder, frame_index + offset, side)
+            if folder not in checked_folders:
+                self.check_folder(folder)
+                checked_folders.add(folder)
+            for frame_id in self.frame_idxs:
+                path = self.get_image_path(folder, *self.frame_source(frame_index, side, frame_id))
                 if not self._exists(path):
-                    what = "frame" if offset == 0 else f"neighbour frame {offset:+d}"
+                    if frame_id == STEREO_FRAME:
+                        what = "stereo frame (the other camera)"
+                    else:
+                        what = "frame" if frame_id == 0 else f"neighbour frame {frame_id:+d}"
                     raise GasMonoError(f"missing {what}: {path} (needed by {source})")
             if self.cpose_dir is not None:
-                path = self.get_coarse_pose_path(folder, frame_index)
+                path = self.get_coarse_pose_path(folder, frame_index, side)
                 if not self._exists(path):
                     raise GasMonoError(f"coarse pose file missing: {path} (needed by {source})")
                 try:
@@ -333,13 +407,13 @@ class MonoDataset(data.Dataset):
         do_color_aug = self.is_train and self.augmentation != "none" and random.random() > 0.5
 
         level0 = {}
-        for offset in self.frame_idxs:
-            pyramid = self.build_pyramid(self.get_color(folder, frame_index + offset, side))
-            level0[offset] = pyramid[0]
+        for frame_id in self.frame_idxs:
+            pyramid = self.build_pyramid(self.get_color(folder, *self.frame_source(frame_index, side, frame_id)))
+            level0[frame_id] = pyramid[0]
             for scale, image in enumerate(pyramid):
                 tensor = to_tensor(image)
-                inputs[("color", offset, scale)] = tensor
-                inputs[("color_aug", offset, scale)] = tensor
+                inputs[("color", frame_id, scale)] = tensor
+                inputs[("color_aug", frame_id, scale)] = tensor
         if do_color_aug:
             for offset, image in self._augment(level0).items():
                 inputs[("color_aug", offset, 0)] = to_tensor(image)
@@ -348,8 +422,11 @@ class MonoDataset(data.Dataset):
             inputs[("K", scale)] = torch.from_numpy(K.copy())
             inputs[("inv_K", scale)] = torch.from_numpy(inv_K.copy())
 
+        if STEREO_FRAME in self.frame_idxs:
+            inputs["stereo_T"] = torch.from_numpy(self.stereo_transform(side))
+
         if self.cpose_dir is not None:
-            poses = self.get_coarse_poses(folder, frame_index)
+            poses = self.get_coarse_poses(folder, frame_index, side)
             for offset, slot in SOURCE_FRAME_SLOTS.items():
                 if offset in self.frame_idxs:
                     inputs[("pose_gt", offset)] = torch.from_numpy(poses[slot].copy())
@@ -359,7 +436,7 @@ class MonoDataset(data.Dataset):
             inputs["depth_gt"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
         return inputs
 
-    def _augment(self, images: dict[int, Image.Image | np.ndarray]) -> dict[int, Image.Image | np.ndarray]:
+    def _augment(self, images: dict[FrameId, Image.Image | np.ndarray]) -> dict[FrameId, Image.Image | np.ndarray]:
         """Colour-augment the scale-0 image of every frame (randomness from :mod:`random`)."""
         if self.augmentation == "colorjitter":
             jitter = sample_color_jitter(random.Random(random.getrandbits(64)))

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from coarse_poses.sequences import INTRINSICS_FILE, read_intrinsics_file
 from datasets.mono_dataset import MonoDataset, load_split, parse_split_line
 from utils import NYU_NORMALISED_INTRINSICS, GasMonoError
 
@@ -32,18 +33,17 @@ class NYUDataset(MonoDataset):
     def get_image_path(self, folder: str, frame_index: int, side: str) -> Path:
         return self.data_path / folder / f"{frame_index:06d}{self.img_ext}"
 
+    def get_intrinsics_path(self, folder: str) -> Path:
+        """``<data_path>/<scene>/cam.txt``."""
+        return self.data_path / folder / INTRINSICS_FILE
+
     def get_intrinsics(self, folder: str) -> np.ndarray:
         """NYUv2's normalised intrinsics, or ``<scene>/cam.txt`` (3x3 pixels) normalised
         by that scene's image size."""
-        cam_path = self.data_path / folder / "cam.txt"
+        cam_path = self.get_intrinsics_path(folder)
         if not cam_path.is_file():
             return NYU_NORMALISED_INTRINSICS.copy()
-        try:
-            pixel_K = np.loadtxt(cam_path, dtype=np.float64)
-        except ValueError as error:
-            raise GasMonoError(f"cannot read intrinsics {cam_path}: {error}") from None
-        if pixel_K.shape != (3, 3):
-            raise GasMonoError(f"intrinsics {cam_path} have shape {pixel_K.shape}, expected (3, 3)")
+        pixel_K = read_intrinsics_file(cam_path)
         first_frame = self.items[next(i for i, item in enumerate(self.items) if item[0] == folder)][1]
         image_path = self.get_image_path(folder, first_frame, "l")
         try:

@@ -11,7 +11,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from datasets.mono_dataset import load_split, parse_split_line
 from utils import GasMonoError, atomic_write_text, require_path
@@ -100,6 +100,16 @@ def split_list_paths(path: str | os.PathLike) -> list[Path]:
     return found
 
 
-def read_split_items(list_path: str | os.PathLike) -> list[tuple[str, str, int]]:
-    """``(line, scene, frame)`` for every line of a split file, in order (validated)."""
-    return [(line, *parse_split_line(line, str(list_path))[:2]) for line in load_split(list_path)]
+def read_split_items(
+    list_path: str | os.PathLike, scene_of: Callable[[str, str], str] | None = None
+) -> list[tuple[str, str, int]]:
+    """``(line, scene, frame)`` for every line of a split file, in order (validated).
+
+    ``scene_of(folder, side)`` names the scene of a line's coarse poses (e.g.
+    ``KittiRawDataset.coarse_pose_scene``); by default the line's folder.
+    """
+    items = []
+    for line in load_split(list_path):
+        folder, frame, side = parse_split_line(line, str(list_path))
+        items.append((line, folder if scene_of is None else scene_of(folder, side), frame))
+    return items

@@ -43,7 +43,7 @@ from tqdm import tqdm
 import networks
 from coarse_poses.evaluation import evaluate_pose_kinds, item_poses, pose_scenes
 from coarse_poses.pose_files import SOURCE_FRAME_SLOTS, list_pose_items
-from datasets.nyu_dataset import NYUDataset
+from datasets.registry import dataset_class
 from layers import (
     BackprojectDepth,
     Project3D,
@@ -172,6 +172,7 @@ def evaluate_poses(
     min_depth: float = 0.1,
     max_depth: float = 10.0,
     progress: bool = True,
+    dataset: str = "nyu",
 ) -> dict:
     """Score the coarse poses and, with ``weights_folder``, the network poses
     against ground truth (``<data_path>/<scene>/poses.txt``).
@@ -181,6 +182,8 @@ def evaluate_poses(
         cpose_dir: coarse poses; every item with a pose file is evaluated.
         weights_folder: a checkpoint (None: the coarse poses only).
         scenes: default every scene with pose files.
+        dataset: the :mod:`datasets.registry` name of the layout of ``data_path``
+            (one whose coarse-pose scenes are its folders, e.g. nyu or folder).
 
     Returns:
         :func:`coarse_poses.evaluation.evaluate_pose_kinds`' report with
@@ -201,11 +204,11 @@ def evaluate_poses(
     extra: dict = {"checkpoint": None if weights_folder is None else str(weights_folder)}
     if weights_folder is not None:
         model = PoseModel.from_checkpoint(weights_folder, device, min_depth, max_depth)
-        dataset = NYUDataset(data_path, [f"{scene} {frame} l" for scene, frame in items], model.height, model.width,
-                             [0, *SOURCE_FRAMES], 1, img_ext=img_ext, cpose_dir=cpose_dir,
-                             augmentation="none")
+        items_dataset = dataset_class(dataset)(
+            data_path, [f"{scene} {frame} l" for scene, frame in items], model.height, model.width,
+            [0, *SOURCE_FRAMES], 1, img_ext=img_ext, cpose_dir=cpose_dir, augmentation="none")
         predicted: dict[str, list[np.ndarray]] = {kind: [] for kind in model.kinds}
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        loader = DataLoader(items_dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         for inputs in tqdm(loader, desc="poses", unit="batch", disable=not progress):
             for kind, poses in model.predict(inputs).items():
                 predicted[kind].append(poses.double().cpu().numpy().reshape(-1, 4, 4))

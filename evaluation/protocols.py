@@ -11,6 +11,8 @@ Every protocol the project evaluates with is one row of :data:`PROTOCOLS`:
 | 7scenes | standard | none | none | 0 < gt < 10 (65535 = 0 on load) | [0.1, 10] | any |
 | eigen (KITTI) | eigen | none | Garg: rows 0.4081-0.9919 H, cols 0.0359-0.9641 W | 1e-3 < gt < 80 | [1e-3, 80] | any |
 
+Training validation has its own protocols (:func:`validation_protocol`).
+
 Monocular evaluation scales each prediction by ``median(gt) / median(pred)``
 over the valid pixels before clamping (see :mod:`evaluation.metrics`).
 Splits other than NYUv2 have a single protocol; asking for ``eigen`` there
@@ -24,7 +26,15 @@ import numpy as np
 
 from utils import GasMonoError
 
-__all__ = ["Crop", "EvalProtocol", "PROTOCOLS", "DEFAULT_PROTOCOL", "resolve_protocol", "validation_protocol"]
+__all__ = [
+    "Crop",
+    "EvalProtocol",
+    "PROTOCOLS",
+    "DEFAULT_PROTOCOL",
+    "VALIDATION_PROTOCOLS",
+    "resolve_protocol",
+    "validation_protocol",
+]
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,8 @@ class EvalProtocol:
 
 _NYU_SIZE = (480, 640)
 _INDOOR_CLAMP = (0.1, 10.0)
+_KITTI_CLAMP = (1e-3, 80.0)
+_GARG_CROP = Crop(0.40810811, 0.99189189, 0.03594771, 0.96405229, relative=True)
 
 PROTOCOLS: dict[tuple[str, str], EvalProtocol] = {
     ("nyu", "eigen"): EvalProtocol(
@@ -144,8 +156,7 @@ PROTOCOLS: dict[tuple[str, str], EvalProtocol] = {
         "no crop, 0 < gt < 10 (65535 invalid), clamp [0.1, 10]",
     ),
     ("eigen", "eigen"): EvalProtocol(
-        "eigen", "eigen", 1e-3, 80.0,
-        Crop(0.40810811, 0.99189189, 0.03594771, 0.96405229, relative=True), None, (1e-3, 80.0), None,
+        "eigen", "eigen", 1e-3, 80.0, _GARG_CROP, None, _KITTI_CLAMP, None,
         "Garg crop, 1e-3 < gt < 80, clamp [1e-3, 80]",
     ),
 }
@@ -170,10 +181,25 @@ def resolve_protocol(split: str, name: str | None = None) -> EvalProtocol:
     return PROTOCOLS[(split, name)]
 
 
-def validation_protocol(min_depth: float, max_depth: float) -> EvalProtocol:
+VALIDATION_PROTOCOLS = ("depth_range", "kitti")
+"""The protocols of training validation; each data set class names its own."""
+
+
+def validation_protocol(min_depth: float, max_depth: float, name: str = "depth_range") -> EvalProtocol:
     """The protocol of the depth metrics computed during training on validation
-    batches that carry ground truth: no crop, ``min_depth < gt < max_depth``,
-    predictions clamped to ``[min_depth, max_depth]`` (the network's range)."""
+    batches that carry ground truth (always with per-image median scaling):
+
+    * ``"depth_range"`` (indoor sets): no crop, ``min_depth < gt < max_depth``,
+      predictions clamped to ``[min_depth, max_depth]`` (the network's range);
+    * ``"kitti"``: Monodepth2's KITTI validation: Garg crop, ``gt > 0``,
+      predictions clamped to ``[1e-3, 80]`` (Monodepth2 scales and averages
+      over the pixels of a whole batch; here each image, as the evaluator does).
+    """
+    if name == "kitti":
+        return EvalProtocol("train", "kitti_validation", 0.0, None, _GARG_CROP, None, _KITTI_CLAMP, None,
+                            "Garg crop, gt > 0, clamp [1e-3, 80] (Monodepth2's KITTI validation)")
+    if name != "depth_range":
+        raise GasMonoError(f"unknown validation protocol {name!r}; choose from {VALIDATION_PROTOCOLS}")
     return EvalProtocol(
         "train", "validation", min_depth, max_depth, None, None, (min_depth, max_depth), None,
         f"no crop, {min_depth:g} < gt < {max_depth:g}, clamp [{min_depth:g}, {max_depth:g}]",

@@ -10,7 +10,10 @@ The output is a function of the seed, bit for bit.
 * :mod:`synthetic.rooms`: box rooms with furniture and a light (the world frame);
 * :mod:`synthetic.trajectories`: handheld-like camera paths and test views;
 * :mod:`synthetic.renderer`: ray casting of one view (colour and z-depth);
-* :mod:`synthetic.dataset`: the plan of scenes and the writer (:func:`synthetic.dataset.generate_dataset`).
+* :mod:`synthetic.dataset`: the plan of scenes and the writer (:func:`synthetic.dataset.generate_dataset`);
+* :mod:`synthetic.kitti`: the same rooms in KITTI's raw layout (stereo cameras, calibration files,
+  velodyne scans; :func:`synthetic.kitti.generate_kitti_raw`);
+* :mod:`synthetic.video`: a rendered walk as a video file (:func:`synthetic.video.render_video`).
 
 ``poses.txt`` holds world-to-camera matrices ``E_i`` (read by
 ``coarse_poses.evaluation.load_gt_poses``); the relative pose from a target

@@ -8,20 +8,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from skimage.data import astronaut
 
 from coarse_poses.evaluation import load_gt_poses
 from coarse_poses.pose_files import filter_items_with_coarse_poses, relative_pose
 from datasets.eval_kitti import parse_kitti_split
 from datasets.eval_nyu import DEFAULT_SPLIT_DIR as NYU_TEST_SPLIT_DIR
-from datasets.mono_dataset import load_split
+from datasets.folder_dataset import FolderDataset
+from datasets.mono_dataset import MonoDataset, load_split
 from datasets.nyu_dataset import NYUDataset
 from datasets.nyu_test_preparation import SHIPPED_TEST_LIST, read_test_list
+from datasets.registry import DATASETS, STEREO_DATASETS, dataset_class
 from datasets.splits import find_sequence_items, read_split_items, write_split_files
 from layers import BackprojectDepth, Project3D, warp_image
 from losses import SSIM, photometric_error
 from options import GasMonoOptions
 from synthetic.dataset import generate_dataset
 from tools import export_kitti_gt, make_split
+from training.data import make_dataset as make_training_dataset
 from training.data import split_dir_of
 from utils import PROJECT_ROOT, GasMonoError
 
@@ -295,3 +300,52 @@ def test_the_release_split_lists_ship_and_are_the_defaults() -> None:
     assert options.split == "nyu" and split_dir_of(options) == nyu
     assert NYU_TEST_SPLIT_DIR == nyu and SHIPPED_TEST_LIST == nyu / "test_files.txt"
     assert export_kitti_gt.build_parser().parse_args(["--data_path", "k"]).split_file == eigen / "test_files.txt"
+
+
+def test_the_kitti_split_lists_ship_verbatim() -> None:
+    zhou, benchmark = PROJECT_ROOT / "splits" / "eigen_zhou", PROJECT_ROOT / "splits" / "eigen_benchmark"
+    train, val = parse_kitti_split(zhou / "train_files.txt"), parse_kitti_split(zhou / "val_files.txt")
+    assert (len(train), len(val), len(parse_kitti_split(benchmark / "test_files.txt"))) == (39810, 4424, 652)
+    assert train[0] == ("2011_09_26/2011_09_26_drive_0022_sync", 473, 3)
+    assert {camera for _, _, camera in train} == {2, 3}
+    assert len(load_split(zhou / "train_files.txt")) == 39810  # the training loader reads them too
+    options = GasMonoOptions().parse(["--dataset", "kitti", "--split", "eigen_zhou"])
+    assert split_dir_of(options) == zhou
+
+
+def test_the_registry_builds_the_named_dataset(synthetic: dict, tmp_path: Path) -> None:
+    assert set(DATASETS) == {"nyu", "folder", "kitti", "kitti_odom"}
+    assert all(issubclass(cls, MonoDataset) for cls in DATASETS.values())
+    assert STEREO_DATASETS == ("kitti", "kitti_odom")
+    with pytest.raises(GasMonoError, match="unknown dataset 'scannet'; known: nyu, folder, kitti, kitti_odom"):
+        dataset_class("scannet")
+    split_dir = tmp_path / "split"
+    split_dir.mkdir()
+    (split_dir / "train_files.txt").write_text("\n".join(synthetic["lines"]) + "\n")
+    flags = ["--data_path", str(synthetic["data_path"]), "--split_dir", str(split_dir), "--height", "64",
+             "--width", "96", "--augmentation", "none"]
+    for name, cls in (("nyu", NYUDataset), ("folder", FolderDataset)):  # the synthetic scenes have cam.txt
+        dataset = make_training_dataset(GasMonoOptions().parse([*flags, "--dataset", name]), "train_files.txt", True)
+        assert type(dataset) is cls and len(dataset) == len(synthetic["lines"])
+
+
+def test_stereo_frames_need_a_stereo_dataset(synthetic: dict) -> None:
+    with pytest.raises(GasMonoError, match="NYUDataset has one camera: frame id 's' \\(--use_stereo\\)"):
+        make_dataset(synthetic, frame_idxs=[0, -1, 1, "s"])
+    with pytest.raises(GasMonoError, match="frame ids are integer offsets or 's', got 'x'"):
+        make_dataset(synthetic, frame_idxs=[0, "x"])
+
+
+def test_jpegs_are_decoded_at_full_size_whatever_the_network_size(tmp_path: Path) -> None:
+    """At 224 x 320 from 640 x 480 frames a reduced-size JPEG decode (``Image.draft``) gave other pixels
+    than the release's full decode and resize (mean 3.2 / 255)."""
+    scene = tmp_path / "room"
+    scene.mkdir()
+    photo = Image.fromarray(astronaut()).resize((640, 480), Image.Resampling.BICUBIC)
+    for frame in range(3):
+        photo.rotate(3 * frame).save(scene / f"{frame:06d}.jpg", quality=95)
+    for height, width in ((224, 320), (256, 320), (96, 128)):
+        item = NYUDataset(tmp_path, ["room 1 l"], height, width, [0], 1)[0]
+        with Image.open(scene / "000001.jpg") as image:
+            expected = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
+        np.testing.assert_array_equal((item[("color", 0, 0)].permute(1, 2, 0).numpy() * 255).round(), expected)

@@ -100,6 +100,14 @@ def test_every_release_flag_exists_with_recipe_defaults():
          "--mpvit_pretrained initialises --depth_encoder mpvit_small, not resnet18; use --depth_encoder_pretrained"),
         (["--depth_encoder_pretrained", "r.pth"], "--depth_encoder_pretrained initialises a ResNet --depth_encoder"),
         (["--depth_encoder", "mpvit_small", "--depth_encoder_pretrained", "r.pth"], "for mpvit_small use"),
+        (["--dataset", "scannet"], "argument --dataset: invalid choice: 'scannet'"),
+        (["--dataset", "scannet"], "'nyu', 'folder', 'kitti', 'kitti_odom'"),
+        (["--use_stereo"], "--use_stereo needs a data set with stereo pairs (kitti, kitti_odom), not --dataset nyu"),
+        (["--dataset", "folder", "--split", "mine", "--use_stereo"], "not --dataset folder"),
+        (["--dataset", "kitti"], "--split nyu lists NYUv2 scenes; with --dataset kitti give its split"),
+        # flip when the trainer uses stereo pairs (options.STEREO_TRAINING_NOT_WIRED)
+        (["--dataset", "kitti", "--split", "eigen_zhou", "--use_stereo"],
+         "--use_stereo training is not wired into the trainer yet"),
     ],
 )
 def test_invalid_options_give_one_line_errors(argv, message, capsys):
@@ -141,6 +149,17 @@ def test_run_sh_baseline_is_monodepth2_on_nyu():
     assert (options.learning_rate, options.disparity_smoothness, options.batch_size) == (1e-4, 1e-3, 12)
     gasmono = GasMonoOptions().parse(_run_sh_array("recipe"))
     assert gasmono.depth_encoder is None and gasmono.use_posegt and gasmono.selfpp
+
+
+def test_run_sh_train_kitti_is_gasmono_at_monodepth2_kitti_settings():
+    options = GasMonoOptions().parse(_run_sh_array("kitti_recipe"))
+    assert (options.dataset, options.split, options.height, options.width) == ("kitti", "eigen_zhou", 192, 640)
+    assert (options.batch_size, options.max_depth, options.disparity_smoothness, options.num_epochs) == (
+        12, 100.0, 1e-3, 20)
+    assert options.use_posegt and options.selfpp and options.learning_rate == 5e-5 and not options.use_stereo
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "run.sh"), "train_kitti"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2 and result.stderr.startswith("error: train_kitti needs DATA_PATH")
 
 
 def test_run_sh_baseline_needs_a_data_path():

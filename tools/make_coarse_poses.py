@@ -3,7 +3,15 @@
 Examples::
 
     python tools/make_coarse_poses.py --data_path data/nyu --split_files splits/nyu --jobs 2
-    python tools/make_coarse_poses.py --data_path data/mine --split mine --jobs 2
+    python tools/make_coarse_poses.py --dataset folder --data_path data/mine --split mine --jobs 2
+    python tools/make_coarse_poses.py --dataset kitti --data_path data/kitti --split_files splits/eigen_zhou --jobs 8
+
+The sequences and their intrinsics come from the ``--dataset`` class
+(:meth:`datasets.mono_dataset.MonoDataset.image_sequences`): ``nyu``, the
+sub-folders of ``--data_path`` with their ``cam.txt`` or NYUv2's camera;
+``folder``, the same, but a sequence without ``cam.txt`` gets COLMAP's
+estimate of its focal length, written to its ``cam.txt``; ``kitti`` /
+``kitti_odom``, each camera of each drive with the calibration's intrinsics.
 
 With ``--split_files`` the lists are kept and the items without poses are
 written to ``<cpose_dir>/missing_<list>.txt``; otherwise new
@@ -26,7 +34,7 @@ from typing import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coarse_poses.colmap import ColmapSettings, find_sequences  # noqa: E402
+from coarse_poses.colmap import ColmapSettings  # noqa: E402
 from coarse_poses.runner import (  # noqa: E402
     RunOptions,
     Shard,
@@ -35,20 +43,26 @@ from coarse_poses.runner import (  # noqa: E402
     coarse_poses_for_split_lists,
     format_report,
 )
+from datasets.registry import DATASET_NAMES, dataset_class  # noqa: E402
 from datasets.splits import SPLIT_FILE_NAMES, read_split_items, split_list_paths, write_split_files  # noqa: E402
 from utils import PROJECT_ROOT, GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
-        description="Run COLMAP (pycolmap, CPU) on every sequence <data_path>/<scene>/*.jpg, write coarse "
-        "relative poses <cpose_dir>/<scene>/<frame:04d>.npy = [T_{t->t-1}, T_{t->t+1}] and train/val split "
-        "files listing the items that have them.",
+        description="Run COLMAP (pycolmap, CPU) on every sequence <data_path>/<scene>/*.jpg (or the camera "
+        "folders of KITTI drives), write coarse relative poses <cpose_dir>/<scene>/<frame:04d>.npy = "
+        "[T_{t->t-1}, T_{t->t+1}] and train/val split files listing the items that have them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data_path", type=str, default=str(PROJECT_ROOT / "data" / "nyu"),
                         help="folder whose sub-folders are sequences of <frame:06d>.jpg (optional cam.txt: "
-                             "3x3 pixel intrinsics; else NYUv2 defaults)")
+                             "3x3 pixel intrinsics; else NYUv2 defaults), or a KITTI root with --dataset kitti")
+    parser.add_argument("--dataset", type=str, default="nyu", choices=DATASET_NAMES,
+                        help="layout of --data_path and where the intrinsics come from: nyu (cam.txt, else "
+                             "NYUv2's), folder (cam.txt, else estimated by COLMAP and written to cam.txt), kitti "
+                             "and kitti_odom (calibration files; needs --split_files)")
+    parser.add_argument("--png", action="store_true", help="frames are .png instead of .jpg")
     parser.add_argument("--split", type=str, default="nyu", help="split name, used for the default output folders")
     parser.add_argument("--cpose_dir", type=str, default=None, help="output folder; default splits/<split>/cpose")
     parser.add_argument("--split_dir", type=str, default=None,
@@ -100,6 +114,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise GasMonoError(f"--overlap must be at least 1, got {args.overlap}")
     if args.shard is not None and args.merge_shards:
         raise GasMonoError("--shard and --merge_shards exclude each other: run the shards, then merge")
+    if args.dataset in ("kitti", "kitti_odom") and not args.split_files:
+        raise GasMonoError(f"--dataset {args.dataset} needs --split_files (e.g. splits/eigen_zhou): the KITTI lists "
+                           "are kept, and poses are computed for the drives they name")
 
 
 @cli_entry_point
@@ -117,17 +134,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = RunOptions(jobs=args.jobs, overwrite=args.overwrite, retry_failed=args.retry_failed,
                          work_dir=args.work_dir, keep_work=args.keep_work, shard=args.shard,
                          merge_shards=args.merge_shards)
+    layout = dataset_class(args.dataset)
+    sequences = layout.image_sequences(args.data_path, ".png" if args.png else ".jpg")
     if args.split_files:
-        lists = {path: read_split_items(path) for given in args.split_files for path in split_list_paths(given)}
-        print(format_report(coarse_poses_for_split_lists(lists, args.data_path, cpose_dir, settings, options)))
+        lists = {path: read_split_items(path, layout.coarse_pose_scene)
+                 for given in args.split_files for path in split_list_paths(given)}
+        print(format_report(coarse_poses_for_split_lists(lists, sequences, cpose_dir, settings, options)))
         return
 
-    find_sequences(args.data_path)
     existing = [split_dir / name for name in SPLIT_FILE_NAMES if (split_dir / name).is_file()]
     if existing and not args.replace_splits and args.shard is None:
         raise GasMonoError(f"{existing[0]} exists: pass --split_files {split_dir} to compute poses for its items "
                            "and keep it, --split_dir for new lists elsewhere, or --replace_splits")
-    report = coarse_poses_for_data_path(args.data_path, cpose_dir, settings, options)
+    report = coarse_poses_for_data_path(sequences, cpose_dir, settings, options)
     print(format_report(report))
     if args.shard is not None:
         return

@@ -1,6 +1,6 @@
-"""The training and validation data of a run: NYUv2-layout sequences read
-through :class:`datasets.nyu_dataset.NYUDataset`, loaded in seeded,
-optionally distributed, batches."""
+"""The training and validation data of a run: the ``--dataset`` class of
+:mod:`datasets.registry` over the split's lists, loaded in seeded, optionally
+distributed, batches."""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from datasets.nyu_dataset import NYUDataset
+from datasets.mono_dataset import STEREO_FRAME, FrameId, MonoDataset
+from datasets.registry import dataset_class
 from distributed import DistributedContext
 from utils import PROJECT_ROOT, GasMonoError, require_path, seed_everything
 
-__all__ = ["NUM_PYRAMID_SCALES", "split_dir_of", "seed_worker", "make_dataset", "make_loader", "build_loaders"]
+__all__ = ["NUM_PYRAMID_SCALES", "split_dir_of", "dataset_frame_ids", "seed_worker", "make_dataset", "make_loader",
+           "build_loaders"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,30 +31,37 @@ def split_dir_of(options: argparse.Namespace) -> Path:
     return Path(options.split_dir) if options.split_dir else PROJECT_ROOT / "splits" / options.split
 
 
+def dataset_frame_ids(options: argparse.Namespace) -> list[FrameId]:
+    """The frame ids the data set loads: ``--frame_ids`` and, with ``--use_stereo``,
+    ``"s"`` (the other camera), as Monodepth2 appends it."""
+    return [*options.frame_ids, *([STEREO_FRAME] if options.use_stereo else [])]
+
+
 def seed_worker(worker_id: int) -> None:
     """Seed NumPy and ``random`` in a data-loader worker from its torch seed."""
     seed_everything(torch.initial_seed() % 2**32)
 
 
-def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -> NYUDataset:
-    """The items of ``<split dir>/<split_file>``, with coarse poses when
+def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -> MonoDataset:
+    """The items of ``<split dir>/<split_file>`` in the ``--dataset`` class, with coarse poses when
     ``--use_posegt``, colour augmentation when ``is_train`` and, for
     validation (not ``is_train``), ground-truth depth (``"depth_gt"``) where
     the data set has it.
 
     Raises:
-        GasMonoError: a missing data or coarse-pose folder, or invalid items.
+        GasMonoError: an unknown ``--dataset``, a missing data or coarse-pose
+            folder, or invalid items.
     """
     split_dir = split_dir_of(options)
     cpose_dir = None
     if options.use_posegt:
         cpose_dir = require_path(options.cpose_dir or split_dir / "cpose", "coarse-pose folder (--cpose_dir)")
-    return NYUDataset(
+    return dataset_class(options.dataset)(
         require_path(options.data_path, "data_path"),
         split_dir / split_file,
         options.height,
         options.width,
-        options.frame_ids,
+        dataset_frame_ids(options),
         NUM_PYRAMID_SCALES,
         is_train=is_train,
         img_ext=".png" if options.png else ".jpg",
@@ -63,7 +72,7 @@ def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -
     )
 
 
-def make_loader(dataset: NYUDataset, options: argparse.Namespace, context: DistributedContext,
+def make_loader(dataset: MonoDataset, options: argparse.Namespace, context: DistributedContext,
                 device: torch.device, generator: torch.Generator) -> DataLoader:
     """Shuffled batches of ``--batch_size`` (per process), the last partial one
     dropped; under DDP each process reads its own share."""
