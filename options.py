@@ -29,12 +29,6 @@ from utils import (
 EVAL_SPLITS = ("nyu", "scannet", "7scenes", "eigen")
 EVAL_PROTOCOLS = ("eigen", "release", "p2net")
 
-# The trainer's side of stereo (frame "s" in the loss, no pose network for it) is not wired yet: the data
-# sets produce stereo pairs, training refuses them here. Remove this refusal (in validate_options) when the
-# trainer uses them, and flip the two tests that expect it: the "--use_stereo training is not wired" case of
-# tests/test_options.py::test_invalid_options_give_one_line_errors and
-# tests/test_kitti_dataset.py::test_kitti_trains_from_the_command_line_and_use_stereo_waits_for_the_trainer.
-STEREO_TRAINING_NOT_WIRED = "--use_stereo training is not wired into the trainer yet"
 
 
 class GasMonoOptions:
@@ -102,9 +96,10 @@ class GasMonoOptions:
         group.add_argument("--min_depth", type=float, default=0.1, help="minimum depth (metres)")
         group.add_argument("--max_depth", type=float, default=10.0, help="maximum depth (metres)")
         group.add_argument("--use_stereo", action="store_true",
-                           help="stereo pairs: the data set adds the other camera's image (frame id 's') and "
-                                "stereo_T (baseline 0.1), as in Monodepth2; KITTI data sets only. Training with "
-                                "it is not wired into the trainer yet")
+                           help="stereo pairs, as in Monodepth2: the other camera's image (frame id 's') is one "
+                                "more source, warped with the fixed stereo_T (baseline 0.1); KITTI data sets only. "
+                                "Stereo only: --frame_ids 0 (no pose network); mono+stereo: --frame_ids 0 -1 1 "
+                                "(with --use_posegt the coarse poses serve the temporal frames)")
         group.add_argument("--frame_ids", nargs="+", type=int, default=[0, -1, 1],
                            help="frames to load; the first must be 0 (the target)")
         group.add_argument("--resize_filter", type=str, default="lanczos", choices=["lanczos", "area"],
@@ -303,8 +298,8 @@ def validate_options(options: argparse.Namespace) -> str | None:
     if options.use_stereo and options.dataset not in STEREO_DATASETS:
         return (f"--use_stereo needs a data set with stereo pairs ({', '.join(STEREO_DATASETS)}), "
                 f"not --dataset {options.dataset}")
-    if options.use_stereo:
-        return STEREO_TRAINING_NOT_WIRED
+    if options.frame_ids == [0] and not options.use_stereo:
+        return "--frame_ids 0 alone leaves no source frame to warp: add -1 1, or --use_stereo for stereo pairs"
     if options.dataset != "nyu" and options.split == "nyu" and options.split_dir is None:
         return (f"--split nyu lists NYUv2 scenes; with --dataset {options.dataset} give its split "
                 "(e.g. --split eigen_zhou for kitti) or --split_dir")

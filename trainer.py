@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 import accel
 import networks
+from datasets.mono_dataset import STEREO_FRAME
 from datasets.registry import dataset_class
 from distributed import init_distributed
 from evaluation.metrics import evaluate_depth_batch
@@ -62,7 +63,7 @@ from losses import (
     photometric_errors,
     self_distillation_loss,
 )
-from training.data import build_loaders
+from training.data import build_loaders, dataset_frame_ids
 from training.health import CheckpointHealth
 from training.models import build_models, build_optimizer, depth_encoder_of
 from training.run_folder import check_run_folder, prepare_run_folder, resumes_run
@@ -108,7 +109,9 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.height, self.width = options.height, options.width
         self.depth_encoder = depth_encoder_of(options)
-        self.source_frames = options.frame_ids[1:]
+        # the temporal neighbours (PoseNet, coarse poses) and, with --use_stereo, the other camera "s"
+        self.temporal_frames = options.frame_ids[1:]
+        self.source_frames = dataset_frame_ids(options)[1:]
         self.log_path = Path(options.log_dir) / options.model_name
         self.epoch = 0
         self.step = 0
@@ -138,8 +141,8 @@ class Trainer:
         self.fast = None
         if self.kernels.fast:
             self.fast = accel.FastTrainingPass(self.height, self.width, self.recipe, options.scales,
-                                               self.source_frames, options.min_depth, options.max_depth,
-                                               compile=options.compile).to(self.device)
+                                               self.source_frames, self.temporal_frames, options.min_depth,
+                                               options.max_depth, compile=options.compile).to(self.device)
             accel.accelerate(self.models.values(), self.kernels.onednn_linear, exp_elu=True)
         if self.fast is not None and (with_data if check_kernels is None else check_kernels):
             self.check_fast_kernels()
@@ -283,13 +286,13 @@ class Trainer:
         return outputs, losses, state
 
     def generate_images_posegt(self, inputs: Batch, outputs: dict) -> None:
-        """Warp each source to the target with its coarse pose, whose
+        """Warp each temporal source to the target with its coarse pose, whose
         translation AlignNet rescales and corrects: adds ``("coarse_T", f)``
         (``B x 4 x 4``) and ``("irw_img", f)`` (``B x 3 x H x W``) for every
-        source frame ``f``."""
+        temporal source frame ``f``."""
         _, depth = disp_to_depth(outputs[("disp", 0)], self.opt.min_depth, self.opt.max_depth)
         target_aug = inputs[("color_aug", 0, 0)]
-        for frame_id in self.source_frames:
+        for frame_id in self.temporal_frames:
             pair = temporal_pair(inputs[("color_aug", frame_id, 0)], target_aug, frame_id)
             with self._autocast():
                 translation, scale = self.nets["trans"]([self.nets["trans_encoder"](self._network_input(pair))])
@@ -299,13 +302,14 @@ class Trainer:
         if self.fast is not None:
             self.fast.warp_with_coarse_poses(inputs, outputs, depth)
             return
-        for frame_id in self.source_frames:
+        for frame_id in self.temporal_frames:
             outputs[("irw_img", frame_id)] = warp_image(
                 inputs[("color", frame_id, 0)], depth, inputs[("K", 0)], inputs[("inv_K", 0)],
                 outputs[("coarse_T", frame_id)], self.backproject_depth, self.project_3d)
 
     def predict_poses(self, inputs: Batch, outputs: dict) -> dict:
-        """PoseNet on (source, target) pairs in temporal order, once per source.
+        """PoseNet on (source, target) pairs in temporal order, once per temporal
+        source; the stereo source ``"s"`` takes the fixed ``inputs["stereo_T"]``.
 
         With coarse poses the source is the coarse-warped image (not
         augmented) and the pose is a residual; the target is augmented.
@@ -314,7 +318,7 @@ class Trainer:
         """
         poses = {}
         target_aug = inputs[("color_aug", 0, 0)]
-        for frame_id in self.source_frames:
+        for frame_id in self.temporal_frames:
             if self.recipe.use_coarse_pose:
                 source = outputs[("irw_img", frame_id)]
             else:
@@ -328,10 +332,12 @@ class Trainer:
             poses[("cam_T_cam", 0, frame_id)] = transformation_from_parameters(
                 axisangle[:, 0], translation[:, 0], invert=frame_id < 0
             )
+        if STEREO_FRAME in self.source_frames:
+            poses[("cam_T_cam", 0, STEREO_FRAME)] = inputs["stereo_T"]
         return poses
 
     def generate_images_pred(self, inputs: Batch, outputs: dict) -> None:
-        """Warp each source (the coarse-warped one with coarse poses) into the
+        """Warp each source (the coarse-warped one where there is one) into the
         target with the depth of every scale: adds ``("depth", 0, s)``
         (``B x 1 x H x W``) and ``("color", f, s)`` (``B x 3 x H x W``)."""
         if self.fast is not None:
@@ -343,7 +349,7 @@ class Trainer:
             _, depth = disp_to_depth(disp, self.opt.min_depth, self.opt.max_depth)
             outputs[("depth", 0, scale)] = depth
             for frame_id in self.source_frames:
-                source = outputs[("irw_img", frame_id)] if self.recipe.use_coarse_pose else inputs[("color", frame_id, 0)]
+                source = outputs.get(("irw_img", frame_id), inputs[("color", frame_id, 0)])
                 outputs[("color", frame_id, scale)] = warp_image(
                     source, depth, inputs[("K", 0)], inputs[("inv_K", 0)], outputs[("cam_T_cam", 0, frame_id)],
                     self.backproject_depth, self.project_3d)
@@ -373,7 +379,7 @@ class Trainer:
                                           recipe.average_reprojection)
             identity_by_scale = identity_errors_by_scale(identity, len(scales), self.tie_break_noise_std)
         if recipe.use_coarse_pose:
-            coarse = photometric_errors([outputs[("irw_img", f)] for f in sources], target, ssim)
+            coarse = photometric_errors([outputs[("irw_img", f)] for f in self.temporal_frames], target, ssim)
         state = distill_state
         if recipe.use_self_distillation and state is None:
             state = BestDisparity.initial(outputs[("disp", 0)])
@@ -445,7 +451,7 @@ class Trainer:
         """:meth:`check_fast_kernels`'s comparison on the random batch of ``seed``:
         the first difference, or None."""
         height, width = KERNEL_CHECK_SIZE
-        batch = accel.random_batch(1, height, width, self.opt.frame_ids, NYU_NORMALISED_INTRINSICS,
+        batch = accel.random_batch(1, height, width, [0, *self.source_frames], NYU_NORMALISED_INTRINSICS,
                                    self.recipe.use_coarse_pose, torch.float64, self.device, seed)
         saved = {name: getattr(self, name) for name in
                  ("fast", "epoch", "height", "width", "backproject_depth", "project_3d")}
@@ -455,7 +461,7 @@ class Trainer:
         self.backproject_depth = BackprojectDepth(height, width).to(self.device)
         self.project_3d = Project3D(height, width)
         fast = accel.FastTrainingPass(height, width, self.recipe, self.opt.scales, self.source_frames,
-                                      self.opt.min_depth, self.opt.max_depth).to(self.device)
+                                      self.temporal_frames, self.opt.min_depth, self.opt.max_depth).to(self.device)
         self.nets = dict(self.models)  # no DDP or compiled wrappers: each process checks alone
         results = {}
         try:

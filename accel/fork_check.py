@@ -73,8 +73,9 @@ def random_batch(batch_size: int, height: int, width: int, frame_ids: Sequence[A
                  device: torch.device, seed: int = 0) -> dict:
     """A batch in the trainer's input-dict convention (scale 0), made from a fixed
     seed: smooth random images (``("color", f, 0)`` = ``("color_aug", f, 0)``),
-    the intrinsics ``normalised_K`` (``4 x 4``) at ``height x width``, and small
-    coarse poses ``("pose_gt", f)`` (a few degrees, a few centimetres)."""
+    the intrinsics ``normalised_K`` (``4 x 4``) at ``height x width``, small
+    coarse poses ``("pose_gt", f)`` of the temporal frames (a few degrees, a few
+    centimetres) and, with the stereo frame ``"s"``, ``"stereo_T"`` (baseline 0.1)."""
     generator = torch.Generator().manual_seed(seed)
     batch: dict = {}
     for frame_id in frame_ids:
@@ -87,12 +88,17 @@ def random_batch(batch_size: int, height: int, width: int, frame_ids: Sequence[A
     K[1] *= height
     batch[("K", 0)] = K.expand(batch_size, 4, 4).clone()
     batch[("inv_K", 0)] = torch.linalg.inv(batch[("K", 0)])
+    temporal = [frame_id for frame_id in frame_ids[1:] if isinstance(frame_id, int)]
     if with_coarse_poses:
-        for frame_id in frame_ids[1:]:
+        for frame_id in temporal:
             angle = 0.03 * frame_id
             pose = torch.eye(4, dtype=torch.float64).repeat(batch_size, 1, 1)
             pose[:, 0, 0] = pose[:, 2, 2] = np.cos(angle)
             pose[:, 0, 2], pose[:, 2, 0] = np.sin(angle), -np.sin(angle)
             pose[:, :3, 3] = torch.tensor([0.04, -0.01, 0.02], dtype=torch.float64) * frame_id
             batch[("pose_gt", frame_id)] = pose
+    if len(temporal) < len(frame_ids) - 1:  # the stereo frame
+        stereo = torch.eye(4, dtype=torch.float64).repeat(batch_size, 1, 1)
+        stereo[:, 0, 3] = -0.1
+        batch["stereo_T"] = stereo
     return {key: value.to(device=device, dtype=dtype) for key, value in batch.items()}

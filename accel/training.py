@@ -38,16 +38,18 @@ class FastTrainingPass:
         recipe: the loss switches and weights.
         scales: the decoder scales in the loss.
         source_frames: the source frame ids (the order of the stacked sources).
+        temporal_frames: the temporal ones (with coarse poses: the coarse-warped sources).
         min_depth, max_depth: the range of ``disp_to_depth``.
         compile: ``torch.compile`` the photometric error (``--compile``).
     """
 
     def __init__(self, height: int, width: int, recipe: Recipe, scales: Sequence[int], source_frames: Sequence[Any],
-                 min_depth: float, max_depth: float, compile: bool = False) -> None:
+                 temporal_frames: Sequence[int], min_depth: float, max_depth: float, compile: bool = False) -> None:
         self.height, self.width = height, width
         self.recipe = recipe
         self.scales = list(scales)
         self.source_frames = list(source_frames)
+        self.temporal_frames = list(temporal_frames)
         self.min_depth, self.max_depth = min_depth, max_depth
         self.warp = BatchedWarp(height, width)
         self.compare = torch.compile(photometric.photometric_errors) if compile else photometric.photometric_errors
@@ -58,19 +60,19 @@ class FastTrainingPass:
         return self
 
     def warp_with_coarse_poses(self, inputs: Batch, outputs: dict, depth: torch.Tensor) -> None:
-        """Every source warped with its ``("coarse_T", f)`` and the scale-0 ``depth``
-        (``B x 1 x H x W``) in one call: adds ``"coarse_warped"``
-        (``F x B x 3 x 1 x H x W``) and its views ``("irw_img", f)``."""
-        sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.source_frames])
-        poses = torch.stack([outputs[("coarse_T", frame_id)] for frame_id in self.source_frames])
+        """Every temporal source warped with its ``("coarse_T", f)`` and the scale-0
+        ``depth`` (``B x 1 x H x W``) in one call: adds ``"coarse_warped"``
+        (``T x B x 3 x 1 x H x W``) and its views ``("irw_img", f)``."""
+        sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.temporal_frames])
+        poses = torch.stack([outputs[("coarse_T", frame_id)] for frame_id in self.temporal_frames])
         warped = self.warp(sources, depth.unsqueeze(0), inputs[("K", 0)], inputs[("inv_K", 0)], poses)
         outputs["coarse_warped"] = warped
-        for index, frame_id in enumerate(self.source_frames):
+        for index, frame_id in enumerate(self.temporal_frames):
             outputs[("irw_img", frame_id)] = warped[index, :, :, 0]
 
     def generate_images_pred(self, inputs: Batch, outputs: dict) -> None:
-        """Every source (the coarse-warped one with coarse poses) warped with the depth of
-        every scale in one call: adds ``("depth", 0, s)``, ``"reprojections"``
+        """Every source (the coarse-warped one where there is one) warped with the depth
+        of every scale in one call: adds ``("depth", 0, s)``, ``"reprojections"``
         (``F x B x 3 x S x H x W``) and its views ``("color", f, s)``."""
         disps = []
         for scale in self.scales:
@@ -79,10 +81,11 @@ class FastTrainingPass:
                 disp = F.interpolate(disp, [self.height, self.width], mode="bilinear", align_corners=False)
             disps.append(disp)
         _, depths = disp_to_depth(torch.stack(disps), self.min_depth, self.max_depth)
-        if self.recipe.use_coarse_pose:
-            sources = outputs["coarse_warped"][:, :, :, 0]
+        if self.recipe.use_coarse_pose and self.source_frames == self.temporal_frames:
+            sources = outputs["coarse_warped"][:, :, :, 0]  # already stacked
         else:
-            sources = torch.stack([inputs[("color", frame_id, 0)] for frame_id in self.source_frames])
+            sources = torch.stack([outputs.get(("irw_img", frame_id), inputs[("color", frame_id, 0)])
+                                   for frame_id in self.source_frames])
         poses = torch.stack([outputs[("cam_T_cam", 0, frame_id)] for frame_id in self.source_frames])
         reprojections = self.warp(sources, depths, inputs[("K", 0)], inputs[("inv_K", 0)], poses)
         outputs["reprojections"] = reprojections

@@ -39,6 +39,8 @@ ABLATIONS = {
     "no_automasking": ["--disable_automasking"],
     "no_ssim": ["--no_ssim"],
     "monodepth2": None,  # no coarse poses, no self-distillation
+    "stereo": ["--dataset", "kitti", "--split", "eigen_zhou", "--use_stereo", "--frame_ids", "0", "--selfpp"],
+    "mono+stereo": ["--dataset", "kitti", "--split", "eigen_zhou", "--use_stereo", *RECIPE],
 }
 
 
@@ -68,6 +70,7 @@ def _pair(flags: list[str], encoder: str = "resnet18") -> tuple[Trainer, Trainer
 
 
 def _batch(frame_ids=(0, -1, 1), batch_size: int = 2, seed: int = 0) -> dict:
+    """A random float64 batch of ``frame_ids`` (``"s"``: the other camera, with ``stereo_T``)."""
     return accel.random_batch(batch_size, HEIGHT, WIDTH, list(frame_ids), NYU_NORMALISED_INTRINSICS, True,
                               torch.float64, torch.device("cpu"), seed=seed)
 
@@ -75,9 +78,10 @@ def _batch(frame_ids=(0, -1, 1), batch_size: int = 2, seed: int = 0) -> dict:
 # --------------------------------------------------------------------------- whole passes
 @pytest.mark.parametrize("ablation", list(ABLATIONS))
 def test_a_fast_pass_equals_the_reference_pass_in_float64(ablation):
-    flags = RECIPE + ABLATIONS[ablation] if ABLATIONS[ablation] is not None else ["--iiters_start_epoch", "0"]
+    flags = ABLATIONS[ablation] if "stereo" in ablation else RECIPE + ABLATIONS[ablation] if ABLATIONS[ablation] \
+        is not None else ["--iiters_start_epoch", "0"]
     reference, fast = _pair(flags)
-    batch = _batch()
+    batch = _batch([0, *reference.source_frames])
     states = {}
     for pass_index in range(2):  # a fresh best disparity, then the one carried into the second pass
         results = {}

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 import evaluate_depth
-import train
 from coarse_poses.evaluation import load_gt_poses
 from coarse_poses.pose_files import coarse_poses_from_extrinsics, relative_pose, write_coarse_poses
 from datasets.eval_kitti import kitti_eigen_test_set, velodyne_to_depth_map
@@ -259,12 +258,38 @@ def test_kitti_training_validates_on_scans_and_its_checkpoint_runs_the_eigen_eva
     assert 0 < results["metrics"]["abs_rel"] < 1
 
 
-def test_kitti_trains_from_the_command_line_and_use_stereo_waits_for_the_trainer(kitti, tmp_path, capsys):
-    train.main(_kitti_flags(kitti, tmp_path, "--max_train_steps", "1", "--log_frequency", "100"))
-    assert (tmp_path / "kitti" / "models" / "weights_0" / "encoder.pth").is_file()
-    # flip this test when the trainer uses stereo pairs (options.STEREO_TRAINING_NOT_WIRED)
-    for frames in (["--frame_ids", "0"], ["--frame_ids", "0", "-1", "1"]):
-        with pytest.raises(SystemExit):
-            train.main(_kitti_flags(kitti, tmp_path, "--use_stereo", *frames))
-        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
-            "--use_stereo training is not wired into the trainer yet (see --help)")
+def _coarse_poses_of_both_cameras(kitti: dict, cpose_dir: Path) -> Path:
+    """Coarse poses from the rendered ground truth, per drive and camera (the layout make_coarse_poses writes)."""
+    to_right = np.eye(4)
+    to_right[0, 3] = -0.1
+    for drive in kitti["drives"]:
+        left = load_gt_poses(kitti["root"] / drive / "poses.txt")
+        for camera, extrinsics in ((2, left), (3, to_right @ left)):
+            write_coarse_poses(coarse_poses_from_extrinsics(dict(enumerate(extrinsics))),
+                               cpose_dir / drive / f"image_0{camera}")
+    return cpose_dir
+
+
+@pytest.mark.parametrize("mode", ["mono", "stereo", "mono+stereo", "mono+stereo with coarse poses"])
+def test_kitti_mono_stereo_and_mono_plus_stereo_train_and_save(kitti, tmp_path, mode):
+    extra = {"mono": [], "stereo": ["--use_stereo", "--frame_ids", "0"],
+             "mono+stereo": ["--use_stereo", "--frame_ids", "0", "-1", "1"],
+             "mono+stereo with coarse poses": ["--use_stereo", "--use_posegt", "--selfpp", "--cpose_dir",
+                                               str(_coarse_poses_of_both_cameras(kitti, tmp_path / "cpose"))]}[mode]
+    options = GasMonoOptions().parse(_kitti_flags(kitti, tmp_path, "--max_train_steps", "1", "--log_frequency",
+                                                  "100", *extra))
+    trainer = Trainer(options)
+    stereo = "--use_stereo" in extra
+    assert trainer.source_frames == [-1, 1] * (mode != "stereo") + ["s"] * stereo
+    assert ("pose" in trainer.models) == (mode != "stereo")
+    assert ("trans" in trainer.models) == ("coarse" in mode)
+    batch = next(iter(trainer.train_loader))
+    outputs, losses, _ = trainer.process_batch(batch)
+    if stereo:
+        assert torch.equal(outputs[("cam_T_cam", 0, "s")], trainer.to_device(batch)["stereo_T"])
+        assert ("irw_img", "s") not in outputs and ("color", "s", 3) in outputs
+    assert torch.isfinite(losses["loss"])
+    trainer.train()
+    weights = tmp_path / "kitti" / "models" / "weights_0"
+    assert (weights / "encoder.pth").is_file() and (weights / "pose.pth").is_file() == (mode != "stereo")
+    assert torch.load(weights / "encoder.pth", map_location="cpu")["use_stereo"] == stereo

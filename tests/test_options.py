@@ -105,9 +105,9 @@ def test_every_release_flag_exists_with_recipe_defaults():
         (["--use_stereo"], "--use_stereo needs a data set with stereo pairs (kitti, kitti_odom), not --dataset nyu"),
         (["--dataset", "folder", "--split", "mine", "--use_stereo"], "not --dataset folder"),
         (["--dataset", "kitti"], "--split nyu lists NYUv2 scenes; with --dataset kitti give its split"),
-        # flip when the trainer uses stereo pairs (options.STEREO_TRAINING_NOT_WIRED)
-        (["--dataset", "kitti", "--split", "eigen_zhou", "--use_stereo"],
-         "--use_stereo training is not wired into the trainer yet"),
+        (["--frame_ids", "0"], "--frame_ids 0 alone leaves no source frame to warp"),
+        (["--dataset", "kitti", "--split", "eigen_zhou", "--use_stereo", "--frame_ids", "0", "--use_posegt"],
+         "--use_posegt needs --frame_ids 0 -1 1"),
     ],
 )
 def test_invalid_options_give_one_line_errors(argv, message, capsys):

@@ -52,7 +52,8 @@ def _depth_encoder(options: argparse.Namespace) -> nn.Module:
 
 def build_models(options: argparse.Namespace, device: torch.device) -> dict[str, nn.Module]:
     """The networks of the run by checkpoint name (``encoder``, ``depth``,
-    ``pose_encoder``, ``pose`` and, with ``--use_posegt``, ``trans_encoder``,
+    ``pose_encoder``, ``pose`` unless training on stereo pairs alone
+    (``--frame_ids 0 --use_stereo``) and, with ``--use_posegt``, ``trans_encoder``,
     ``trans``), on ``device`` in ``--memory_format`` (MPViT runs NCHW with ``contiguous``).
 
     Raises:
@@ -66,7 +67,8 @@ def build_models(options: argparse.Namespace, device: torch.device) -> dict[str,
     pretrained = options.weights_init == "pretrained"
     if pretrained and options.resnet_pretrained is not None:
         require_path(options.resnet_pretrained, "ResNet ImageNet weights (--resnet_pretrained)")
-    for name in ["pose", "trans"] if options.use_posegt else ["pose"]:
+    pair_networks = ["pose"] if len(options.frame_ids) > 1 else []
+    for name in pair_networks + (["trans"] if options.use_posegt else []):
         encoder_name, _ = networks.PAIR_NETWORKS[name]
         models[encoder_name], models[name] = networks.build_pair_network(name, options.num_layers, pretrained,
                                                                          options.resnet_pretrained)
