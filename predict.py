@@ -34,7 +34,7 @@ from tqdm import tqdm
 from datasets.eval_base import load_rgb
 from datasets.sequence_preparation import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from inference import DepthEstimator, colorize_disparity
-from utils import GasMonoError, OneLineErrorParser, cli_entry_point, prepare_output_folder, resolve_device
+from utils import KERNEL_MODES, GasMonoError, OneLineErrorParser, cli_entry_point, prepare_output_folder, resolve_device
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even if CUDA is available")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the networks (for GPUs: on the CPU compiling takes minutes)")
+    parser.add_argument("--kernels", type=str, default="auto", choices=KERNEL_MODES,
+                        help="reference: the networks as trained; fast: fused copies (batch norms folded, "
+                             "low-resolution upsampled convolutions, oneDNN on the CPU; same outputs up to float "
+                             "rounding); auto: fast where verified (the CPU), else reference")
     return parser
 
 
@@ -248,8 +252,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         prepare_output_folder(args.output_dir, "--output_dir")
     estimator = DepthEstimator.from_checkpoint(
         args.load_weights_folder, resolve_device(args.device, args.no_cuda), args.min_depth, args.max_depth,
-        compile=args.compile,
+        compile=args.compile, kernels=args.kernels,
     )
+    logging.getLogger(__name__).info(estimator.kernels.describe())
     written = predict_path(
         estimator, args.input, args.output_dir, args.colormap, args.side_by_side, args.post_process,
         args.video_stride, args.max_frames,

@@ -70,8 +70,9 @@ class EvalConfig:
         gt_depths: ground-truth ``.npz`` overriding the split's default.
         frame_stride: 7-Scenes: every N-th frame.
         min_depth, max_depth: ``disp_to_depth`` range of the network.
-        batch_size, num_workers, device, no_cuda, compile: inference settings
-            (``compile``: ``torch.compile`` the networks, see :class:`inference.DepthEstimator`).
+        batch_size, num_workers, device, no_cuda, compile, kernels: inference settings
+            (``compile``: ``torch.compile`` the networks; ``kernels``: ``--kernels``, the fused
+            networks of ``accel.fusion`` or the plain ones; see :class:`inference.DepthEstimator`).
         post_process: flip post-processing.
         eval_stereo: fixed scale :data:`STEREO_SCALE_FACTOR`, no median scaling.
         median_scaling: per-image median scaling (monocular evaluation).
@@ -97,6 +98,7 @@ class EvalConfig:
     device: str = "auto"
     no_cuda: bool = False
     compile: bool = False
+    kernels: str = "auto"
     post_process: bool = False
     eval_stereo: bool = False
     median_scaling: bool = True
@@ -130,6 +132,7 @@ class EvalConfig:
             device=options.device,
             no_cuda=options.no_cuda,
             compile=options.compile,
+            kernels=options.kernels,
             post_process=options.post_process,
             eval_stereo=options.eval_stereo,
             median_scaling=not options.disable_median_scaling,
@@ -304,8 +307,9 @@ def evaluate(config: EvalConfig) -> dict:
         device = resolve_device(config.device, config.no_cuda)
         estimator = DepthEstimator.from_checkpoint(
             config.load_weights_folder, device, config.min_depth, config.max_depth, config.depth_encoder,
-            config.compile,
+            config.compile, config.kernels,
         )
+        logger.info(estimator.kernels.describe())
         height, width = estimator.height, estimator.width
         eval_set = build_eval_set(config, protocol, height, width)
         if not config.no_eval:
