@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from datasets.intrinsics import read_pixel_intrinsics
 from datasets.mono_dataset import MonoDataset, load_split, parse_split_line
 from utils import NYU_NORMALISED_INTRINSICS, GasMonoError
 
@@ -38,12 +39,7 @@ class NYUDataset(MonoDataset):
         cam_path = self.data_path / folder / "cam.txt"
         if not cam_path.is_file():
             return NYU_NORMALISED_INTRINSICS.copy()
-        try:
-            pixel_K = np.loadtxt(cam_path, dtype=np.float64)
-        except ValueError as error:
-            raise GasMonoError(f"cannot read intrinsics {cam_path}: {error}") from None
-        if pixel_K.shape != (3, 3):
-            raise GasMonoError(f"intrinsics {cam_path} have shape {pixel_K.shape}, expected (3, 3)")
+        pixel_K = read_pixel_intrinsics(cam_path)
         first_frame = self.items[next(i for i, item in enumerate(self.items) if item[0] == folder)][1]
         image_path = self.get_image_path(folder, first_frame, "l")
         try:

@@ -1,6 +1,8 @@
 """The training and validation data of a run: NYUv2-layout sequences read
 through :class:`datasets.nyu_dataset.NYUDataset`, loaded in seeded,
-optionally distributed, batches."""
+optionally distributed, batches. The training loader reads each epoch in an
+order that a stopped run can resume in the middle of
+(:class:`training.resume.EpochSampler`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +10,12 @@ import logging
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from datasets.nyu_dataset import NYUDataset
 from distributed import DistributedContext
+from training.preemption import ignore_stop_signals
+from training.resume import EpochSampler
 from utils import PROJECT_ROOT, GasMonoError, require_path, seed_everything
 
 __all__ = ["NUM_PYRAMID_SCALES", "split_dir_of", "seed_worker", "make_dataset", "make_loader", "build_loaders"]
@@ -30,8 +34,10 @@ def split_dir_of(options: argparse.Namespace) -> Path:
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed NumPy and ``random`` in a data-loader worker from its torch seed."""
+    """Seed NumPy and ``random`` in a data-loader worker from its torch seed;
+    leave SIGINT and SIGUSR1 to the training process (:mod:`training.preemption`)."""
     seed_everything(torch.initial_seed() % 2**32)
+    ignore_stop_signals()
 
 
 def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -> NYUDataset:
@@ -60,15 +66,16 @@ def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -
         augmentation=options.augmentation if is_train else "none",
         resize_filter=options.resize_filter,
         load_depth=not is_train,
+        strict_splits=options.strict_splits,
     )
 
 
 def make_loader(dataset: NYUDataset, options: argparse.Namespace, context: DistributedContext,
-                device: torch.device, generator: torch.Generator) -> DataLoader:
+                device: torch.device, generator: torch.Generator, sampler: Sampler | None = None) -> DataLoader:
     """Shuffled batches of ``--batch_size`` (per process), the last partial one
-    dropped; under DDP each process reads its own share."""
-    sampler = None
-    if context.enabled:
+    dropped; under DDP each process reads its own share. ``sampler``: the
+    order to read in (default: a new one every iteration, from ``generator``)."""
+    if sampler is None and context.enabled:
         sampler = DistributedSampler(dataset, context.world_size, context.rank,
                                      shuffle=True, seed=options.seed, drop_last=True)
     return DataLoader(
@@ -87,7 +94,8 @@ def make_loader(dataset: NYUDataset, options: argparse.Namespace, context: Distr
 
 def build_loaders(options: argparse.Namespace, context: DistributedContext, device: torch.device,
                   train_generator: torch.Generator) -> tuple[DataLoader, DataLoader | None]:
-    """The training loader (shuffled with ``train_generator``) and the
+    """The training loader (an :class:`training.resume.EpochSampler`;
+    ``train_generator`` seeds its workers) and the
     validation loader, None (with a warning) when ``val_files.txt`` is
     missing or holds less than a batch.
 
@@ -95,7 +103,8 @@ def build_loaders(options: argparse.Namespace, context: DistributedContext, devi
         GasMonoError: the training split holds less than one batch per process.
     """
     train_dataset = make_dataset(options, "train_files.txt", is_train=True)
-    train_loader = make_loader(train_dataset, options, context, device, train_generator)
+    train_sampler = EpochSampler(len(train_dataset), options.seed, context.rank, context.world_size)
+    train_loader = make_loader(train_dataset, options, context, device, train_generator, train_sampler)
     if len(train_loader) == 0:
         raise GasMonoError(
             f"the training split has {len(train_dataset)} items, fewer than --batch_size "
