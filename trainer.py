@@ -205,6 +205,7 @@ class Trainer:
                             self._stop(folder)
         finally:
             self.worker_watch.close()
+            self.val_iterator = None  # its loader workers end now
             for writer in self.writers.values():
                 writer.close()
             if self.run_lock is not None:
@@ -258,6 +259,7 @@ class Trainer:
         if self.opt.max_train_steps:
             num_batches = min(num_batches, self.opt.max_train_steps)
         items_per_batch = self.opt.batch_size * self.dist.world_size
+        failed, failure = False, None  # a dead loader worker: on some rank, and what this rank saw of it
         # closed before any error propagates, so that the error is the last line printed
         with tqdm(total=num_batches, initial=start_batch, desc=f"epoch {self.epoch}", unit="batch",
                   disable=not self.dist.is_main, dynamic_ncols=True) as progress:
@@ -270,7 +272,7 @@ class Trainer:
                     if stop:
                         return batch_index
                     if failed:
-                        raise self._loader_failure(failure)
+                        break
                     with self.worker_watch.training():
                         inputs = self.to_device(inputs)  # once per batch, not once per pass
                         state = None  # the best disparity, carried across the passes over this batch
@@ -293,28 +295,26 @@ class Trainer:
                                 self.val()
                     self.step += 1
             except RuntimeError as error:
-                if is_worker_death(error):
-                    raise self._loader_failure(error) from None
-                raise
+                if not is_worker_death(error):
+                    raise
+                failed, failure = True, worker_death_message(error)
             finally:
-                del batches  # its workers end now, also when an error propagates
+                del batches  # its workers end now
+        if failed:  # raised here, holding no reference to the loader and its workers
+            what = failure or "a data-loader worker died on another rank"
+            raise GasMonoError(f"{what}; training stopped at epoch {self.epoch}, step {self.step}; "
+                               f"{self.health.resume_advice()}")
         return None
 
-    def _next_batch(self, batches) -> tuple[Batch | None, RuntimeError | None]:
-        """The next training batch, or the error of a loader worker that died."""
+    def _next_batch(self, batches) -> tuple[Batch | None, str | None]:
+        """The next training batch, or what happened to a loader worker that died."""
         try:
             self.worker_watch.check()
             return next(batches), None
         except RuntimeError as error:
             if not is_worker_death(error):
                 raise
-            return None, error
-
-    def _loader_failure(self, error: RuntimeError | None) -> GasMonoError:
-        """The one-line error of a dead loader worker (None: on another rank)."""
-        what = worker_death_message(error) if error is not None else "a data-loader worker died on another rank"
-        return GasMonoError(f"{what}; training stopped at epoch {self.epoch}, step {self.step}; "
-                            f"{self.health.resume_advice()}")
+            return None, worker_death_message(error)
 
     # ---------------------------------------------------------- forward pass
     def _autocast(self):

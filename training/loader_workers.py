@@ -45,11 +45,14 @@ def is_worker_death(error: BaseException) -> bool:
 def worker_death_message(error: BaseException) -> str:
     """``"a data-loader worker died (pid 123 killed by signal: Killed); likely
     cause: ..."`` for an error accepted by :func:`is_worker_death`."""
-    match = _WORKER_DEATH.search(str(error))
-    if match is None:
-        return f"a data-loader worker failed ({str(error).strip().splitlines()[0]})"
+    # the polling check's "exited unexpectedly" may carry the SIGCHLD check's details as its cause
+    texts = [str(error)] + ([str(error.__cause__)] if error.__cause__ is not None else [])
+    matches = [match for text in texts if (match := _WORKER_DEATH.search(text)) is not None]
+    if not matches:
+        return f"a data-loader worker failed ({texts[0].strip().splitlines()[0]})"
+    match = next((match for match in matches if "killed by signal" in match["what"]), matches[0])
     what = " ".join(match["what"].split())
-    cause = next((cause for needle, cause in _CAUSES if needle in str(error)), "unknown")
+    cause = next((cause for needle, cause in _CAUSES if needle in match.string), "unknown")
     return f"a data-loader worker died (pid {match['pids'].strip()} {what}); likely cause: {cause}"
 
 

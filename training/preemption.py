@@ -100,7 +100,7 @@ class StopRequest:
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         stop, any_failed = flags.tolist()
         if stop and self.signal_name is None:
-            self.signal_name = "a signal to another rank"
+            self.signal_name = "a stop signal (to another rank)"
         return bool(stop), bool(any_failed)
 
 
