@@ -78,20 +78,21 @@ class EpochSampler(Sampler[int]):
 
 
 def capture_rng_states() -> dict[str, Any]:
-    """The global random states of this process: torch (CPU and every CUDA device), NumPy, Python."""
+    """The global random states of this process: torch (the CPU's and, once
+    CUDA is in use, the current device's), NumPy and Python."""
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
-    """Undo :func:`capture_rng_states`."""
+    """Undo :func:`capture_rng_states` (the CUDA state on the current device)."""
     torch.set_rng_state(states["torch"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 @dataclass
