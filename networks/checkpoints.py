@@ -126,10 +126,11 @@ def _write(obj: Any, path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-class CheckpointWriteError(GasMonoError):
+class CheckpointWriteError(GasMonoError, OSError):
     """A file of a weights folder could not be written (disk full, I/O error,
     permissions); ``path`` is the file as it would have been named in the
-    finished folder. Nothing of the folder was kept."""
+    finished folder. Nothing of the folder was kept. Also an ``OSError``, as
+    what :func:`save_weights_folder` raised before it had one line to say."""
 
     def __init__(self, message: str = "", path: Path | None = None) -> None:
         super().__init__(message)
