@@ -28,7 +28,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -306,7 +306,7 @@ class Trainer:
                                f"{self.health.resume_advice()}")
         return None
 
-    def _next_batch(self, batches) -> tuple[Batch | None, str | None]:
+    def _next_batch(self, batches: Iterator[Batch]) -> tuple[Batch | None, str | None]:
         """The next training batch, or what happened to a loader worker that died."""
         try:
             self.worker_watch.check()

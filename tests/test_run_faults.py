@@ -8,7 +8,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
