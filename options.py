@@ -59,6 +59,8 @@ class GasMonoOptions:
                                 "default splits/<split>/cpose under the project")
         group.add_argument("--split_dir", type=str, default=None,
                            help="(new) folder holding train_files.txt / val_files.txt; default splits/<split>")
+        group.add_argument("--strict_splits", action="store_true",
+                           help="(new) a split file listing an item twice is an error (without it: a warning)")
         group.add_argument("--mpvit_pretrained", type=str, default=None,
                            help="(new) local ImageNet MPViT-small checkpoint (mpvit_small.pth, key 'model') "
                                 "for the depth encoder; without it the encoder starts from scratch")
@@ -198,6 +200,10 @@ class GasMonoOptions:
         group.add_argument("--load_weights_folder", type=str, default=None,
                            help="weights_<epoch> folder to load (training: resumes optimiser, scheduler, epoch "
                                 "and step when training_state.pth is there)")
+        group.add_argument("--resume", action="store_true",
+                           help="(new) continue the run in <log_dir>/<model_name> from its newest checkpoint, or "
+                                "start it when it has none: the same command line for every start of a job that "
+                                "a scheduler requeues (see docs/faults.md)")
         group.add_argument("--models_to_load", nargs="+", type=str, default=list(MODEL_NAMES),
                            help="models to load from --load_weights_folder (all six; the release's default "
                                 "omits trans_encoder and trans)")
@@ -325,6 +331,8 @@ def validate_options(options: argparse.Namespace) -> str | None:
         return f"--num_workers must be >= 0, got {options.num_workers}"
     if options.max_train_steps is not None and options.max_train_steps < 1:
         return f"--max_train_steps must be at least 1, got {options.max_train_steps}"
+    if options.resume and (options.load_weights_folder or options.overwrite):
+        return "--resume picks the checkpoint itself: drop --load_weights_folder and --overwrite"
     if options.eval_stereo and options.eval_mono:
         return "choose one of --eval_mono and --eval_stereo"
     if options.eval_protocol not in (None, "eigen") and options.eval_split != "nyu":

@@ -28,6 +28,9 @@ usage: bash run.sh <command> [arguments]
         with NNODES (number of machines), NODE_RANK (0 .. NNODES-1), MASTER_ADDR (the address of
         the machine with NODE_RANK 0) and MASTER_PORT (default 29500) in the environment; give
         every machine the data and the same --log_dir on a shared file system (rank 0 saves).
+        SIGTERM, SIGUSR1 or Ctrl-C to torchrun reach every rank: they stop after the current batch,
+        rank 0 saves a checkpoint to resume from; torchrun waits STOP_TIMEOUT seconds (default 120)
+        before it kills them (see docs/faults.md).
   train_kitti DATA_PATH [train.py flags]
         GasMono on KITTI raw (docs/datasets.md): --dataset kitti --split eigen_zhou --height 192
         --width 640 --batch_size 12 --max_depth 100 --disparity_smoothness 1e-3 --num_epochs 20
@@ -118,8 +121,10 @@ case "$command" in
                    --master_port "${MASTER_PORT:-29500}")
         fi
         ensure_venv
-        exec .venv/bin/torchrun "${nodes[@]}" --nproc_per_node "$ngpus" train.py --data_path "$data_path" \
-            "${recipe[@]}" "$@"
+        # torchrun forwards these signals to the ranks (by default not SIGUSR1, which would kill torchrun alone)
+        exec .venv/bin/torchrun "${nodes[@]}" --nproc_per_node "$ngpus" \
+            --signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown-timeout "${STOP_TIMEOUT:-120}" \
+            train.py --data_path "$data_path" "${recipe[@]}" "$@"
         ;;
     -h | --help | help)
         usage

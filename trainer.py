@@ -15,9 +15,14 @@ losses are handed to :class:`accel.FastTrainingPass`, and before training
 
 Runs on CPU or CUDA, single process or DDP under ``torchrun``; checkpoints are
 written atomically in the release's folder layout and a run resumes exactly
-from one. The networks and their optimiser (:mod:`training.models`), the run
-folder (:mod:`training.run_folder`), the data loaders (:mod:`training.data`),
-the checks for non-finite numbers and which checkpoint is good to resume from
+from one, also from one written in the middle of an epoch when the run was
+stopped by SIGTERM, SIGUSR1 or Ctrl-C. The networks and their optimiser
+(:mod:`training.models`), the run folder (:mod:`training.run_folder`) and its
+lock (:mod:`training.run_lock`), the disk checks (:mod:`training.disk`), the
+data loaders (:mod:`training.data`), stopping on a signal
+(:mod:`training.preemption`) and resuming mid-epoch (:mod:`training.resume`),
+dead loader workers (:mod:`training.loader_workers`), the checks for
+non-finite numbers and which checkpoint is good to resume from
 (:mod:`training.health`) and the TensorBoard summaries
 (:mod:`training.summaries`) have their own modules.
 """
@@ -27,20 +32,19 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 import accel
 import networks
 from datasets.mono_dataset import STEREO_FRAME
 from datasets.registry import dataset_class
-from distributed import init_distributed
+from distributed import all_ranks_agree, init_distributed
 from evaluation.metrics import evaluate_depth_batch
 from evaluation.protocols import validation_protocol
 from layers import (
@@ -63,12 +67,24 @@ from losses import (
     photometric_errors,
     self_distillation_loss,
 )
+from networks.checkpoints import CheckpointWriteError
 from training.data import build_loaders, dataset_frame_ids
+from training.disk import check_free_space, checkpoint_bytes
 from training.health import CheckpointHealth
+from training.loader_workers import WorkerDeathWatch, is_worker_death, worker_death_message
 from training.models import build_models, build_optimizer, depth_encoder_of
-from training.run_folder import check_run_folder, prepare_run_folder, resumes_run
+from training.preemption import StopRequest, TrainingStopped
+from training.resume import EpochPosition, begin_epoch, restore_rng_states
+from training.run_folder import (
+    check_run_folder,
+    checkpoint_name,
+    latest_checkpoint,
+    prepare_run_folder,
+    resumes_run,
+)
+from training.run_lock import claim_run_folder
 from training.summaries import open_writers, write_summaries
-from utils import GasMonoError, NYU_NORMALISED_INTRINSICS, require_path, resolve_device, seed_everything
+from utils import NYU_NORMALISED_INTRINSICS, GasMonoError, require_path, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +102,8 @@ class Trainer:
     Args:
         options: the parsed :class:`options.GasMonoOptions`.
         with_data: build the data loaders, TensorBoard writers and run folder
-            (refusing the folder of another run, see
+            (locked for this run, checked writable and with room for a
+            checkpoint, refusing the folder of another run, see
             :mod:`training.run_folder`). ``False`` gives a trainer that only
             holds the models, optimiser and losses, to be fed hand-built
             batches through ``process_batch``.
@@ -95,8 +112,9 @@ class Trainer:
             ``with_data`` (a training run).
 
     Raises:
-        GasMonoError: invalid data, an occupied run folder, unreadable
-            checkpoints or pretrained weights (one-line messages).
+        GasMonoError: invalid data, an occupied, locked, unwritable or full run
+            folder, unreadable checkpoints or pretrained weights (one-line
+            messages).
     """
 
     def __init__(self, options, with_data: bool = True, check_kernels: bool | None = None) -> None:
@@ -118,6 +136,11 @@ class Trainer:
         self.start_epoch = 0
         self.tie_break_noise_std = TIE_BREAK_NOISE_STD
         self.history: list[dict[str, float | int | str]] = []
+        self.stop_request = StopRequest()
+        self.worker_watch = WorkerDeathWatch()
+        # where a run stopped within an epoch continues (set by load_model)
+        self.resume_position: EpochPosition | None = None
+        self.run_lock = None
 
         seed_everything(options.seed)
         if options.deterministic:
@@ -128,7 +151,10 @@ class Trainer:
 
         self.writers: dict[str, Any] = {}
         if with_data:
-            check_run_folder(self.log_path, options.load_weights_folder, options.overwrite)
+            self.run_lock = claim_run_folder(self.log_path, self.dist, self.device)
+            if options.resume:
+                options.load_weights_folder = self._resume_folder()
+            check_run_folder(self.log_path, options.load_weights_folder, options.overwrite or options.resume)
             self.train_generator = torch.Generator()
             self.train_loader, self.val_loader = build_loaders(options, self.dist, self.device, self.train_generator)
             self.val_iterator = None
@@ -137,16 +163,7 @@ class Trainer:
         self.ssim = SSIM().to(self.device)
         self.backproject_depth = BackprojectDepth(self.height, self.width).to(self.device)
         self.project_3d = Project3D(self.height, self.width).to(self.device)
-        self.kernels = accel.plan_training(options.kernels, self.device, deterministic=options.deterministic)
-        self.fast = None
-        if self.kernels.fast:
-            self.fast = accel.FastTrainingPass(self.height, self.width, self.recipe, options.scales,
-                                               self.source_frames, self.temporal_frames, options.min_depth,
-                                               options.max_depth, compile=options.compile).to(self.device)
-            accel.accelerate(self.models.values(), self.kernels.onednn_linear, exp_elu=True)
-        if self.fast is not None and (with_data if check_kernels is None else check_kernels):
-            self.check_fast_kernels()
-        logger.info(self.kernels.describe())
+        self.choose_kernels(check=with_data if check_kernels is None else check_kernels)
         self.health = CheckpointHealth(self.models, self.dist, self.device)
         self.optimizer = build_optimizer(self.models, options, fast=self.kernels.fast)
         self.lr_scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_gamma)
@@ -154,12 +171,32 @@ class Trainer:
             self.load_model()
         self.nets = self._wrap_for_training()
 
-        if with_data and self.dist.is_main:
+        if with_data:
+            check_free_space(self.log_path / "models", checkpoint_bytes(self.models, self.optimizer), self.dist,
+                             self.device)
+        if with_data and self.dist.is_main and self.start_epoch < options.num_epochs:
             prepare_run_folder(self.log_path, {**vars(options), "depth_encoder": self.depth_encoder},
                                resumes_run(self.log_path, options.load_weights_folder), options.overwrite)
             self.writers = open_writers(self.log_path)
 
     # ------------------------------------------------------------------ setup
+    def choose_kernels(self, check: bool) -> None:
+        """The reference or the fast kernels (``--kernels``, :func:`accel.plan_training`),
+        said in one log line: with the fast ones, the warps and losses go to
+        ``self.fast`` (:class:`accel.FastTrainingPass`) and the networks' library
+        modules become their fast kernels; with ``check``, only once
+        :meth:`check_fast_kernels` found them equal to the reference."""
+        self.kernels = accel.plan_training(self.opt.kernels, self.device, deterministic=self.opt.deterministic)
+        self.fast = None
+        if self.kernels.fast:
+            self.fast = accel.FastTrainingPass(self.height, self.width, self.recipe, self.opt.scales,
+                                               self.source_frames, self.temporal_frames, self.opt.min_depth,
+                                               self.opt.max_depth, compile=self.opt.compile).to(self.device)
+            accel.accelerate(self.models.values(), self.kernels.onednn_linear, exp_elu=True)
+            if check:
+                self.check_fast_kernels()
+        logger.info(self.kernels.describe())
+
     def _wrap_for_training(self) -> dict[str, nn.Module]:
         """The callables used in the forward pass: DDP wrappers when
         distributed, the models themselves otherwise; compiled with ``--compile``."""
@@ -181,57 +218,147 @@ class Trainer:
             model.eval()
 
     def train(self) -> None:
-        """Run epochs ``start_epoch .. num_epochs - 1``, saving every
-        ``save_frequency`` epochs and after the last one."""
-        for self.epoch in range(self.start_epoch, self.opt.num_epochs):
-            self.run_epoch()
-            last_epoch = self.epoch == self.opt.num_epochs - 1
-            if (self.epoch + 1) % self.opt.save_frequency == 0 or last_epoch:
-                self.save_model()
-        for writer in self.writers.values():
-            writer.close()
+        """Run epochs ``start_epoch .. num_epochs - 1`` (the rest of a stopped
+        epoch first), saving every ``save_frequency`` epochs and after the
+        last one; a resumed run that has finished says so and trains nothing.
 
-    def run_epoch(self) -> None:
-        """One epoch; the learning rate decays at its start (release recipe)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
-            self.lr_scheduler.step()
-        seed_everything(self.opt.seed + 1009 * (self.epoch + 1) + self.dist.rank)
+        SIGTERM, SIGUSR1 and Ctrl-C stop it between two batches, after saving
+        a checkpoint of that step to continue from (:mod:`training.preemption`).
+
+        Raises:
+            TrainingStopped: stopped by a signal; names the checkpoint.
+            GasMonoError: non-finite numbers, a dead loader worker, a failed
+                write (naming the checkpoint to resume from).
+        """
+        try:
+            if self.start_epoch >= self.opt.num_epochs:
+                logger.warning("nothing left to do: %s ends epoch %d and --num_epochs is %d; to train longer, resume "
+                               "it with a larger --num_epochs", self.opt.load_weights_folder, self.start_epoch - 1,
+                               self.opt.num_epochs)
+                return
+            with self.stop_request.installed():
+                for self.epoch in range(self.start_epoch, self.opt.num_epochs):
+                    batches_done = self.run_epoch()
+                    if batches_done is not None:
+                        self._stop(self.save_model(batches_done))
+                    last_epoch = self.epoch == self.opt.num_epochs - 1
+                    stop, _ = self.stop_request.agree(False, self.dist, self.device)
+                    if (self.epoch + 1) % self.opt.save_frequency == 0 or last_epoch or stop:
+                        folder = self.save_model()
+                        if stop and not last_epoch:
+                            self._stop(folder)
+        finally:
+            self.worker_watch.close()
+            self.val_iterator = None  # its loader workers end now
+            for writer in self.writers.values():
+                writer.close()
+            if self.run_lock is not None:
+                self.run_lock.release()
+
+    def _stop(self, folder: Path | None) -> None:
+        """End a run stopped by a signal, naming the checkpoint just saved (by rank 0)."""
+        where = f"--load_weights_folder {folder}" if folder is not None else "the checkpoint rank 0 saved"
+        raise TrainingStopped(f"{self.stop_request.signal_name} received: training stopped at epoch {self.epoch}, "
+                              f"step {self.step}; continue with {where} (or --resume)")
+
+    def _resume_folder(self) -> str | None:
+        """``--resume``: the run's newest checkpoint to continue from, None to start it."""
+        folder = latest_checkpoint(self.log_path)
+        if folder is None:
+            logger.info("--resume: %s holds no checkpoint yet; starting the run", self.log_path)
+            return None
+        logger.info("--resume: continuing from %s", folder)
+        return str(folder)
+
+    def run_epoch(self) -> int | None:
+        """One epoch, or the rest of one a stopped run left; the learning rate
+        decays at the start of an epoch (release recipe).
+
+        Before each batch's first pass the ranks agree whether to stop (a
+        signal on any of them) and whether a loader worker died; a dead
+        worker noticed while a batch trains is reported before the next one
+        (:class:`training.loader_workers.WorkerDeathWatch`).
+
+        Returns:
+            None when the epoch is complete, else the number of its batches
+            done when a stop request ended it.
+
+        Raises:
+            GasMonoError: a loader worker died (cause, checkpoint to resume from).
+        """
+        position, self.resume_position = self.resume_position, None
+        if position is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
+                self.lr_scheduler.step()
+            seed_everything(self.opt.seed + 1009 * (self.epoch + 1) + self.dist.rank)
+        else:
+            restore_rng_states(position.rng_states[self.dist.rank])
         self.train_generator.manual_seed(self.opt.seed + self.epoch)
-        if isinstance(self.train_loader.sampler, DistributedSampler):
-            self.train_loader.sampler.set_epoch(self.epoch)
+        start_batch = begin_epoch(self.train_loader, self.opt.seed, self.epoch, position)
         self.set_train()
 
         passes = self.recipe.passes_per_batch(self.epoch)
-        num_batches = len(self.train_loader)
+        num_batches = start_batch + len(self.train_loader)
         if self.opt.max_train_steps:
             num_batches = min(num_batches, self.opt.max_train_steps)
         items_per_batch = self.opt.batch_size * self.dist.world_size
+        failed, failure = False, None  # a dead loader worker: on some rank, and what this rank saw of it
         # closed before any error propagates, so that the error is the last line printed
-        with tqdm(total=num_batches, desc=f"epoch {self.epoch}", unit="batch",
+        with tqdm(total=num_batches, initial=start_batch, desc=f"epoch {self.epoch}", unit="batch",
                   disable=not self.dist.is_main, dynamic_ncols=True) as progress:
             start = time.time()
-            for batch_index, inputs in enumerate(self.train_loader):
-                if batch_index >= num_batches:
-                    break
-                inputs = self.to_device(inputs)  # once per batch, not once per pass
-                state = None  # the best disparity, carried across the passes over this batch
-                for _ in range(passes):
-                    outputs, losses, state = self.process_batch(inputs, state)
-                    self.health.check_loss(losses["loss"], self.epoch, self.step)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    losses["loss"].backward()
-                    self.optimizer.step()
-                elapsed = time.time() - start
-                loss_value = losses["loss"].item()
-                self.history.append({"mode": "train", "epoch": self.epoch, "step": self.step, "loss": loss_value})
-                progress.set_postfix(loss=f"{loss_value:.4f}",
-                                     items_per_s=f"{items_per_batch * (batch_index + 1) / elapsed:.1f}")
-                progress.update()
-                if self.step % self.opt.log_frequency == 0:
-                    self.log("train", inputs, outputs, losses)
-                    self.val()
-                self.step += 1
+            batches = iter(self.train_loader)
+            try:
+                for batch_index in range(start_batch, num_batches):
+                    inputs, failure = self._next_batch(batches)
+                    stop, failed = self.stop_request.agree(failure is not None, self.dist, self.device)
+                    if stop:
+                        return batch_index
+                    if failed:
+                        break
+                    with self.worker_watch.training():
+                        inputs = self.to_device(inputs)  # once per batch, not once per pass
+                        state = None  # the best disparity, carried across the passes over this batch
+                        for _ in range(passes):
+                            outputs, losses, state = self.process_batch(inputs, state)
+                            self.health.check_loss(losses["loss"], self.epoch, self.step)
+                            self.optimizer.zero_grad(set_to_none=True)
+                            losses["loss"].backward()
+                            self.optimizer.step()
+                        elapsed = time.time() - start
+                        loss_value = losses["loss"].item()
+                        self.history.append({"mode": "train", "epoch": self.epoch, "step": self.step,
+                                             "loss": loss_value})
+                        progress.set_postfix(loss=f"{loss_value:.4f}", items_per_s=(
+                            f"{items_per_batch * (batch_index + 1 - start_batch) / elapsed:.1f}"))
+                        progress.update()
+                        if self.step % self.opt.log_frequency == 0:
+                            if not self.stop_request.agree(False, self.dist, self.device)[0]:
+                                self.log("train", inputs, outputs, losses)
+                                self.val()
+                    self.step += 1
+            except RuntimeError as error:
+                if not is_worker_death(error):
+                    raise
+                failed, failure = True, worker_death_message(error)
+            finally:
+                del batches  # its workers end now
+        if failed:  # raised here, holding no reference to the loader and its workers
+            what = failure or "a data-loader worker died on another rank"
+            raise GasMonoError(f"{what}; training stopped at epoch {self.epoch}, step {self.step}; "
+                               f"{self.health.resume_advice()}")
+        return None
+
+    def _next_batch(self, batches: Iterator[Batch]) -> tuple[Batch | None, str | None]:
+        """The next training batch, or what happened to a loader worker that died."""
+        try:
+            self.worker_watch.check()
+            return next(batches), None
+        except RuntimeError as error:
+            if not is_worker_death(error):
+                raise
+            return None, worker_death_message(error)
 
     # ---------------------------------------------------------- forward pass
     def _autocast(self):
@@ -552,32 +679,52 @@ class Trainer:
                             self.opt.scales, metrics)
 
     # ------------------------------------------------------------ checkpoints
-    def save_model(self) -> Path | None:
-        """Save ``weights_<epoch>`` atomically (main process only).
+    def save_model(self, batches_done: int | None = None) -> Path | None:
+        """Save ``weights_<epoch>`` atomically (main process only) or, with
+        ``batches_done``, the checkpoint of a run stopped after that many
+        batches of the epoch: ``weights_<epoch>_step<step>``, whose
+        ``training_state.pth`` also holds the position in the epoch, its data
+        order and every process's random states
+        (:class:`training.resume.EpochPosition`).
 
         Every rank first checks the weights and optimiser state for NaN and
         infinity (the last optimiser step of the epoch has not been checked
         by any loss yet); if any rank finds one, training stops on all of
-        them and nothing is written.
+        them and nothing is written. A failed write stops every rank too.
 
         Returns:
             the folder written (None on the other ranks).
+
+        Raises:
+            GasMonoError: non-finite weights, or a file that could not be
+                written (naming it and the checkpoint to resume from).
         """
         optimizer_state = self.optimizer.state_dict()
         self.health.check_before_save(optimizer_state, self.epoch, self.step)
-        if not self.dist.is_main:
-            return None
-        folder = networks.save_weights_folder(
-            self.log_path / "models" / f"weights_{self.epoch}",
-            self.models,
-            height=self.height,
-            width=self.width,
-            use_stereo=self.opt.use_stereo,
-            optimizer_state=optimizer_state,
-            extra_state={"epoch": self.epoch, "step": self.step,
-                         "lr_scheduler": self.lr_scheduler.state_dict()},
-            depth_encoder=self.depth_encoder,
-        )
+        extra_state = {"epoch": self.epoch, "step": self.step, "lr_scheduler": self.lr_scheduler.state_dict()}
+        name = checkpoint_name(self.epoch)
+        if batches_done is not None:
+            position = EpochPosition.capture(self.epoch, batches_done, self.train_loader.sampler,
+                                             self.opt.batch_size, self.dist)
+            extra_state["position"] = position.to_state()
+            name = checkpoint_name(self.epoch, self.step)
+        folder, problem = None, None
+        if self.dist.is_main:
+            try:
+                folder = networks.save_weights_folder(
+                    self.log_path / "models" / name,
+                    self.models,
+                    height=self.height,
+                    width=self.width,
+                    use_stereo=self.opt.use_stereo,
+                    optimizer_state=optimizer_state,
+                    extra_state=extra_state,
+                    depth_encoder=self.depth_encoder,
+                )
+            except CheckpointWriteError as error:
+                problem = f"{error}: {name} not saved; training stopped; {self.health.resume_advice()}"
+        if not all_ranks_agree(problem is None, self.dist, self.device):
+            raise GasMonoError(problem or f"rank 0 could not save {name}; training stopped")
         self.health.unverified = folder
         return folder
 
@@ -585,7 +732,14 @@ class Trainer:
         """Load ``--models_to_load`` from ``--load_weights_folder``; with all
         models present also the optimiser, and with ``training_state.pth``
         the scheduler, epoch and step (the run then continues after that
-        epoch)."""
+        epoch, or, from the checkpoint of a stopped run, with the next batch
+        of its epoch).
+
+        Raises:
+            GasMonoError: unreadable or mismatched checkpoint files, or a
+                mid-epoch checkpoint this run cannot continue exactly (another
+                split, batch size or number of processes).
+        """
         folder = require_path(self.opt.load_weights_folder, "weights folder (--load_weights_folder)")
         names = [name for name in self.opt.models_to_load if name in self.models]
         networks.load_weights_folder(folder, {name: self.models[name] for name in names}, names,
@@ -602,8 +756,17 @@ class Trainer:
                     logger.warning("optimiser state in %s does not match this model (%s); starting a fresh "
                                    "optimiser", folder, error)
         state = networks.load_training_state(folder)
-        if state is not None:
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if state is None:
+            return
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.step = int(state["step"])
+        if "position" not in state:
             self.start_epoch = int(state["epoch"]) + 1
-            self.step = int(state["step"])
             logger.info("resuming after epoch %d (step %d)", state["epoch"], self.step)
+            return
+        position = EpochPosition.from_state(state["position"])
+        if hasattr(self, "train_loader"):
+            position.check_compatible(folder, len(self.train_loader.dataset), self.opt.batch_size, self.dist)
+        self.resume_position, self.start_epoch = position, position.epoch
+        logger.info("resuming epoch %d after its batch %d (step %d)", position.epoch, position.batches_done,
+                    self.step)

@@ -50,7 +50,14 @@ class GasMonoError(Exception):
     rebuilt from a message that wraps the worker's whole traceback; the
     constructor recovers the original message from it, so that the error
     stays one line wherever it is raised.
+
+    Subclasses may change what the command line prints before the message
+    (``prefix``) and its exit status (``exit_code``), e.g. a training stopped
+    by a signal after saving a checkpoint.
     """
+
+    prefix = "error"
+    exit_code = 2
 
     def __init__(self, message: str = "") -> None:
         super().__init__(_unwrap_worker_message(str(message)))
@@ -100,15 +107,16 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def cli_entry_point(main: F) -> F:
     """Decorate a command-line ``main`` so that :class:`GasMonoError` ends the
-    program with a one-line ``error: ...`` message and exit status 2."""
+    program with a one-line ``error: ...`` message and exit status 2 (a
+    subclass's own ``prefix`` and ``exit_code`` where it sets them)."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
         except GasMonoError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            print(f"{error.prefix}: {error}", file=sys.stderr)
+            sys.exit(error.exit_code)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)

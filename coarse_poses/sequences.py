@@ -30,6 +30,7 @@ __all__ = [
     "ImageSequence",
     "list_frames",
     "find_sequences",
+    "intrinsics_problem",
     "read_intrinsics_file",
 ]
 
@@ -105,20 +106,35 @@ def find_sequences(
     return [ImageSequence(folder.name, folder, suffix, unknown_intrinsics=unknown_intrinsics) for folder in folders]
 
 
-def read_intrinsics_file(path: str | os.PathLike) -> np.ndarray:
-    """A ``3 x 3`` pixel pinhole K from a text file (``np.savetxt`` layout; ``#`` starts a comment).
+def intrinsics_problem(K: np.ndarray) -> str | None:
+    """What makes ``K`` unusable as ``3 x 3`` pinhole pixel intrinsics, or None when it is fine."""
+    if K.shape != (3, 3):
+        return f"shape {K.shape}, expected 3x3"
+    if not np.isfinite(K).all():
+        return "NaN or infinity in the matrix"
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return f"focal lengths fx = {K[0, 0]:g}, fy = {K[1, 1]:g}; both must be positive"
+    if not np.allclose(K[2], (0.0, 0.0, 1.0)):
+        return f"last row {K[2].tolist()}, expected [0, 0, 1]"
+    if K[1, 0] != 0 or K[0, 1] != 0:
+        return "not a pinhole matrix [[fx 0 cx] [0 fy cy] [0 0 1]] (skew is not supported)"
+    return None
 
-    Raises :class:`GasMonoError` naming the file when it is not one.
+
+def read_intrinsics_file(path: str | os.PathLike) -> np.ndarray:
+    """The ``3 x 3`` float64 pixel pinhole K in a text file (``np.savetxt`` layout; ``#`` starts a comment).
+
+    A matrix that cannot serve as intrinsics (not numbers, not 3 x 3, NaN or infinity, a focal
+    length that is zero or negative, a last row other than ``0 0 1``, skew) is a one-line
+    :class:`GasMonoError` naming the file, when a data set is built (left alone, a NaN matrix fails
+    later inside a loader worker as ``LinAlgError: SVD did not converge``, naming no file).
     """
     path = Path(path)
     try:
         matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (ValueError, OSError) as error:
-        raise GasMonoError(f"{path}: not a 3x3 matrix of numbers ({error})") from None
-    if matrix.shape != (3, 3):
-        raise GasMonoError(f"{path}: expected a 3x3 intrinsics matrix, got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)) or matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
-        raise GasMonoError(f"{path}: focal lengths must be finite and positive")
-    if not np.allclose(matrix[2], [0.0, 0.0, 1.0]) or matrix[1, 0] != 0 or matrix[0, 1] != 0:
-        raise GasMonoError(f"{path}: not a pinhole matrix [[fx 0 cx] [0 fy cy] [0 0 1]] (skew is not supported)")
+    except (OSError, ValueError) as error:
+        raise GasMonoError(f"cannot read intrinsics {path}: {error}") from None
+    problem = intrinsics_problem(matrix)
+    if problem is not None:
+        raise GasMonoError(f"intrinsics {path}: {problem}")
     return matrix

@@ -49,16 +49,19 @@ validation scores its depth (``validation_protocol``). A new data set is one
 such class and one line in :mod:`datasets.registry`.
 
 Errors in the data are one-line :class:`GasMonoError` naming the file and
-the split line: a malformed split line, a missing frame or coarse-pose file
-and a malformed coarse-pose file (shape, NaN or infinity) when the data set is
-built; an unreadable image or depth map when its item is loaded (also inside
-a DataLoader worker, see :class:`utils.GasMonoError`).
+the split line: a malformed split line, a missing frame or coarse-pose file,
+a malformed coarse-pose file (shape, NaN or infinity) and unusable
+intrinsics (:mod:`datasets.intrinsics`) when the data set is built; an
+unreadable image or depth map when its item is loaded (also inside a
+DataLoader worker, see :class:`utils.GasMonoError`). Duplicate split lines
+are a warning (an error with ``strict_splits``).
 """
 from __future__ import annotations
 
 import logging
 import os
 import random
+import types
 from pathlib import Path
 from typing import Sequence
 
@@ -105,25 +108,42 @@ def parse_split_line(line: str, where: str) -> tuple[str, int, str]:
     return folder, int(frame), side
 
 
-def read_split_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+def read_split_lines(path: str | os.PathLike, strict: bool = False) -> list[tuple[int, str]]:
     """Read a split file and validate every line (``<folder> <frame> <side>``).
+
+    Lines naming the same item twice (the same folder, frame and side, however
+    written) are reported once, with their number and the first of them: a
+    warning, or with ``strict`` an error. They are kept.
 
     Returns:
         ``(line number, line)`` of every non-blank line, numbered from 1 as in
         the file.
 
     Raises:
-        GasMonoError: a missing, empty or non-UTF-8 file, or a malformed line
-            (naming the file and the line number).
+        GasMonoError: a missing, empty or non-UTF-8 file, a malformed line
+            (naming the file and the line number) or, with ``strict``, a
+            duplicate line.
     """
     path = require_path(path, "split file")
     lines = []
+    first_seen: dict[tuple[str, int, str], int] = {}
+    duplicates = []
     for number, line in enumerate(read_text(path, "split file").splitlines(), 1):
         if line.strip():
-            parse_split_line(line, f"{path} line {number}")
+            item = parse_split_line(line, f"{path} line {number}")
+            if item in first_seen:
+                duplicates.append((number, first_seen[item], line.strip()))
+            first_seen.setdefault(item, number)
             lines.append((number, line))
     if not lines:
         raise GasMonoError(f"split file is empty: {path}")
+    if duplicates:
+        number, original, line = duplicates[0]
+        message = (f"split file {path}: {len(duplicates)} duplicate line(s), the first at line {number} "
+                   f"({line!r} repeats line {original})")
+        if strict:
+            raise GasMonoError(f"{message} (--strict_splits)")
+        logger.warning("%s; each is read as often as it is listed", message)
     return lines
 
 
@@ -178,6 +198,7 @@ class MonoDataset(data.Dataset):
         shared_augmentation: with ``"strong"``, one draw for all frames of an
             item instead of the release's independent per-frame draws.
         resize_filter: ``"lanczos"`` (PIL, the release's) or ``"area"`` (OpenCV).
+        strict_splits: a split file with duplicate lines is an error, not a warning.
     """
 
     has_stereo: bool = False
@@ -203,6 +224,7 @@ class MonoDataset(data.Dataset):
         load_depth: bool = False,
         shared_augmentation: bool = False,
         resize_filter: str = "lanczos",
+        strict_splits: bool = False,
     ) -> None:
         super().__init__()
         self.data_path = require_path(data_path, "data path")
@@ -231,7 +253,7 @@ class MonoDataset(data.Dataset):
 
         if isinstance(filenames, (str, os.PathLike)):
             split_name = str(filenames)
-            numbered = read_split_lines(filenames)
+            numbered = read_split_lines(filenames, strict_splits)
         else:
             split_name = "split list"
             numbered = list(enumerate(filenames, 1))
@@ -249,6 +271,9 @@ class MonoDataset(data.Dataset):
             logger.info("no ground-truth depth found under %s; items carry no depth_gt", self.data_path)
         self._strong: StrongAugmentation | None = None
         self._intrinsics: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        self._augmentation_key: tuple[int, int] | None = None
+        for folder in dict.fromkeys(folder for folder, _, _ in self.items):
+            self.scaled_intrinsics(folder)  # reads and checks every folder's intrinsics now
 
     def _check_frame_ids(self) -> None:
         for frame_id in self.frame_idxs:
@@ -389,6 +414,24 @@ class MonoDataset(data.Dataset):
             levels.append(image)
         return levels
 
+    def seed_augmentation(self, seed: int, epoch: int) -> None:
+        """Draw the augmentation of item ``i`` from ``(seed, epoch, i)`` alone
+        from now on (:class:`random.Random` seeded with ``"<seed>:<epoch>:<i>"``),
+        whichever process loads it and in whatever order: training then
+        depends neither on the number of loader workers nor on where an epoch
+        starts. Without it the draws come from the global :mod:`random`
+        (seeded per worker by the loader), as in the release."""
+        self._augmentation_key = (seed, epoch)
+
+    def _item_random(self, index: int) -> random.Random | types.ModuleType:
+        """The source of the augmentation draws of item ``index`` (see
+        :meth:`seed_augmentation`): a generator of its own, or the :mod:`random`
+        module (the global generator, whose functions have the same names)."""
+        if self._augmentation_key is None:
+            return random
+        seed, epoch = self._augmentation_key
+        return random.Random(f"{seed}:{epoch}:{index}")
+
     def __getitem__(self, index: int) -> dict:
         """One item: see the module docstring for the keys.
 
@@ -404,7 +447,8 @@ class MonoDataset(data.Dataset):
     def _load_item(self, index: int) -> dict:
         folder, frame_index, side = self.items[index]
         inputs: dict = {}
-        do_color_aug = self.is_train and self.augmentation != "none" and random.random() > 0.5
+        draws = self._item_random(index)
+        do_color_aug = self.is_train and self.augmentation != "none" and draws.random() > 0.5
 
         level0 = {}
         for frame_id in self.frame_idxs:
@@ -415,7 +459,7 @@ class MonoDataset(data.Dataset):
                 inputs[("color", frame_id, scale)] = tensor
                 inputs[("color_aug", frame_id, scale)] = tensor
         if do_color_aug:
-            for offset, image in self._augment(level0).items():
+            for offset, image in self._augment(level0, draws).items():
                 inputs[("color_aug", offset, 0)] = to_tensor(image)
 
         for scale, (K, inv_K) in self.scaled_intrinsics(folder).items():
@@ -436,15 +480,16 @@ class MonoDataset(data.Dataset):
             inputs["depth_gt"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
         return inputs
 
-    def _augment(self, images: dict[FrameId, Image.Image | np.ndarray]) -> dict[FrameId, Image.Image | np.ndarray]:
-        """Colour-augment the scale-0 image of every frame (randomness from :mod:`random`)."""
+    def _augment(self, images: dict[FrameId, Image.Image | np.ndarray],
+                 draws: random.Random | types.ModuleType) -> dict[FrameId, Image.Image | np.ndarray]:
+        """Colour-augment the scale-0 image of every frame (randomness from ``draws``)."""
         if self.augmentation == "colorjitter":
-            jitter = sample_color_jitter(random.Random(random.getrandbits(64)))
+            jitter = sample_color_jitter(random.Random(draws.getrandbits(64)))
             return {offset: jitter(Image.fromarray(np.asarray(image))) for offset, image in images.items()}
         if self._strong is None:
             self._strong = StrongAugmentation()
-        shared_seed = random.getrandbits(32)
+        shared_seed = draws.getrandbits(32)
         return {
-            offset: self._strong(np.array(image), shared_seed if self.shared_augmentation else random.getrandbits(32))
+            offset: self._strong(np.array(image), shared_seed if self.shared_augmentation else draws.getrandbits(32))
             for offset, image in images.items()
         }

@@ -41,6 +41,7 @@ __all__ = [
     "OPTIMIZER_FILE",
     "TRAINING_STATE_FILE",
     "NonFiniteWeightsError",
+    "CheckpointWriteError",
     "non_finite_entries",
     "describe_non_finite",
     "remove_stale_staging",
@@ -123,6 +124,35 @@ def _write(obj: Any, path: Path) -> None:
         torch.save(obj, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+class CheckpointWriteError(GasMonoError, OSError):
+    """A file of a weights folder could not be written (disk full, I/O error,
+    permissions); ``path`` is the file as it would have been named in the
+    finished folder. Nothing of the folder was kept. Also an ``OSError``, as
+    what :func:`save_weights_folder` raised before it had one line to say."""
+
+    def __init__(self, message: str = "", path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _write_failure(error: BaseException, where: Path) -> str:
+    """Why a write failed, in a few words, with the free space left there
+    (``torch.save`` reports a full disk as ``PytorchStreamWriter failed
+    writing file ...``, without the system's reason)."""
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        if "PytorchStreamWriter" in reason:
+            reason = reason[reason.find("PytorchStreamWriter"):]
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return reason
+    return f"{reason}; {free / 1e6:.0f} MB free on that disk"
 
 
 def _mismatch_message(path: Path, missing: list[str], unexpected: list[str], shape: list[str]) -> str:
@@ -310,6 +340,8 @@ def save_weights_folder(
     Raises:
         NonFiniteWeightsError: a network or the optimiser state holds a NaN or
             an infinity; nothing is written.
+        CheckpointWriteError: a file could not be written (disk full, ...);
+            the staging folder is removed, an earlier ``folder`` stays.
     """
     folder = Path(folder)
     unknown = [name for name in models if name not in MODEL_NAMES]
@@ -318,10 +350,11 @@ def save_weights_folder(
     non_finite = non_finite_entries(models, optimizer_state)
     if non_finite:
         raise NonFiniteWeightsError(f"{folder} not saved: {describe_non_finite(non_finite)}", non_finite)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = hidden_sibling(folder, STAGING_SUFFIX)
-    staging.mkdir()
+    current = folder
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
         for name in MODEL_NAMES:
             if name not in models:
                 continue
@@ -331,12 +364,18 @@ def save_weights_folder(
                 state["width"] = int(width)
                 state["use_stereo"] = bool(use_stereo)
                 state["depth_encoder"] = str(depth_encoder)
-            _write(state, staging / f"{name}.pth")
-        if optimizer_state is not None:
-            _write(optimizer_state, staging / OPTIMIZER_FILE)
-        if extra_state is not None:
-            _write(extra_state, staging / TRAINING_STATE_FILE)
+            current = folder / f"{name}.pth"
+            _write(state, staging / current.name)
+        for file_name, state in ((OPTIMIZER_FILE, optimizer_state), (TRAINING_STATE_FILE, extra_state)):
+            if state is not None:
+                current = folder / file_name
+                _write(state, staging / file_name)
+        current = folder
         _replace_folder(staging, folder)
+    except (OSError, RuntimeError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointWriteError(f"cannot write {current} ({_write_failure(error, folder.parent)})",
+                                   current) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,7 +1,9 @@
 """Tests of the training data sets, augmentation and split helpers on a tiny synthetic set."""
 from __future__ import annotations
 
+import logging
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -349,3 +351,50 @@ def test_jpegs_are_decoded_at_full_size_whatever_the_network_size(tmp_path: Path
         with Image.open(scene / "000001.jpg") as image:
             expected = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
         np.testing.assert_array_equal((item[("color", 0, 0)].permute(1, 2, 0).numpy() * 255).round(), expected)
+
+
+@pytest.mark.parametrize("matrix, problem", [
+    ("nan 0 60\n0 48 40\n0 0 1\n", "NaN or infinity in the matrix"),
+    ("64 0 60\n0 inf 40\n0 0 1\n", "NaN or infinity in the matrix"),
+    ("0 0 60\n0 48 40\n0 0 1\n", "focal lengths fx = 0, fy = 48; both must be positive"),
+    ("64 0 60 0\n0 48 40 0\n0 0 1 0\n", r"shape \(3, 4\), expected 3x3"),
+    ("64 0 60\n0 48 40\n", r"shape \(2, 3\), expected 3x3"),
+    ("64 0 60\n0 48 40\n0 0 0\n", r"last row \[0.0, 0.0, 0.0\], expected \[0, 0, 1\]"),
+    ("64 0 60\n0 48 forty\n0 0 1\n", "cannot read intrinsics"),
+])
+def test_unusable_intrinsics_fail_at_build_naming_the_file(synthetic: dict, tmp_path: Path, matrix: str,
+                                                           problem: str) -> None:
+    """Before, a NaN cam.txt built fine and failed at the first item as
+    ``LinAlgError: SVD did not converge``, naming no file."""
+    data_path = tmp_path / "scenes"
+    scene = synthetic["lines"][0].split()[0]
+    shutil.copytree(synthetic["data_path"] / scene, data_path / scene)
+    cam = data_path / scene / "cam.txt"
+    cam.write_text(matrix)
+    lines = [line for line in synthetic["lines"] if line.startswith(scene)]
+    with pytest.raises(GasMonoError) as info:
+        NYUDataset(data_path, lines, 64, 80, FRAMES, 1)
+    message = str(info.value)
+    assert str(cam) in message and "\n" not in message
+    assert re.search(problem, message), message
+
+
+def test_duplicate_split_lines_are_reported_once(synthetic: dict, tmp_path: Path, caplog) -> None:
+    lines = synthetic["lines"][:3]
+    scene, frame, _ = lines[1].split()
+    split = tmp_path / "train_files.txt"
+    # line 4 repeats line 2 written another way, line 5 repeats line 1
+    split.write_text("\n".join([*lines, f"{scene} {int(frame)} l", lines[0]]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="datasets.mono_dataset"):
+        dataset = NYUDataset(synthetic["data_path"], split, HEIGHT, WIDTH, FRAMES, 1)
+    assert len(dataset) == 5
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [f"split file {split}: 2 duplicate line(s), the first at line 4 ('{scene} {int(frame)} l' "
+                        f"repeats line 2); each is read as often as it is listed"]
+    with pytest.raises(GasMonoError, match=r"2 duplicate line\(s\), the first at line 4 .*\(--strict_splits\)$"):
+        NYUDataset(synthetic["data_path"], split, HEIGHT, WIDTH, FRAMES, 1, strict_splits=True)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="datasets.mono_dataset"):
+        NYUDataset(synthetic["data_path"], synthetic["lines"], HEIGHT, WIDTH, FRAMES, 1)
+        load_split(PROJECT_ROOT / "splits" / "nyu" / "train_files.txt")
+    assert not caplog.records

@@ -1,6 +1,7 @@
 """The training and validation data of a run: the ``--dataset`` class of
 :mod:`datasets.registry` over the split's lists, loaded in seeded, optionally
-distributed, batches."""
+distributed, batches. The training loader reads each epoch in an order that
+a stopped run can resume in the middle of (:class:`training.resume.EpochSampler`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,11 +9,13 @@ import logging
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from datasets.mono_dataset import STEREO_FRAME, FrameId, MonoDataset
 from datasets.registry import dataset_class
 from distributed import DistributedContext
+from training.preemption import ignore_stop_signals
+from training.resume import EpochSampler
 from utils import PROJECT_ROOT, GasMonoError, require_path, seed_everything
 
 __all__ = ["NUM_PYRAMID_SCALES", "split_dir_of", "dataset_frame_ids", "seed_worker", "make_dataset", "make_loader",
@@ -38,8 +41,10 @@ def dataset_frame_ids(options: argparse.Namespace) -> list[FrameId]:
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed NumPy and ``random`` in a data-loader worker from its torch seed."""
+    """Seed NumPy and ``random`` in a data-loader worker from its torch seed;
+    leave SIGINT and SIGUSR1 to the training process (:mod:`training.preemption`)."""
     seed_everything(torch.initial_seed() % 2**32)
+    ignore_stop_signals()
 
 
 def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -> MonoDataset:
@@ -69,15 +74,16 @@ def make_dataset(options: argparse.Namespace, split_file: str, is_train: bool) -
         augmentation=options.augmentation if is_train else "none",
         resize_filter=options.resize_filter,
         load_depth=not is_train,
+        strict_splits=options.strict_splits,
     )
 
 
 def make_loader(dataset: MonoDataset, options: argparse.Namespace, context: DistributedContext,
-                device: torch.device, generator: torch.Generator) -> DataLoader:
+                device: torch.device, generator: torch.Generator, sampler: Sampler | None = None) -> DataLoader:
     """Shuffled batches of ``--batch_size`` (per process), the last partial one
-    dropped; under DDP each process reads its own share."""
-    sampler = None
-    if context.enabled:
+    dropped; under DDP each process reads its own share. ``sampler``: the
+    order to read in (default: a new one every iteration, from ``generator``)."""
+    if sampler is None and context.enabled:
         sampler = DistributedSampler(dataset, context.world_size, context.rank,
                                      shuffle=True, seed=options.seed, drop_last=True)
     return DataLoader(
@@ -96,7 +102,8 @@ def make_loader(dataset: MonoDataset, options: argparse.Namespace, context: Dist
 
 def build_loaders(options: argparse.Namespace, context: DistributedContext, device: torch.device,
                   train_generator: torch.Generator) -> tuple[DataLoader, DataLoader | None]:
-    """The training loader (shuffled with ``train_generator``) and the
+    """The training loader (an :class:`training.resume.EpochSampler`;
+    ``train_generator`` seeds its workers) and the
     validation loader, None (with a warning) when ``val_files.txt`` is
     missing or holds less than a batch.
 
@@ -104,7 +111,8 @@ def build_loaders(options: argparse.Namespace, context: DistributedContext, devi
         GasMonoError: the training split holds less than one batch per process.
     """
     train_dataset = make_dataset(options, "train_files.txt", is_train=True)
-    train_loader = make_loader(train_dataset, options, context, device, train_generator)
+    train_sampler = EpochSampler(len(train_dataset), options.seed, context.rank, context.world_size)
+    train_loader = make_loader(train_dataset, options, context, device, train_generator, train_sampler)
     if len(train_loader) == 0:
         raise GasMonoError(
             f"the training split has {len(train_dataset)} items, fewer than --batch_size "

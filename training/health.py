@@ -50,6 +50,15 @@ class CheckpointHealth:
             return advice + f"the last good checkpoint is {self.last_good}"
         return advice + "no checkpoint of this run is verified good"
 
+    def resume_advice(self) -> str:
+        """Which checkpoint to resume from after a failure that is not about
+        the numbers (a dead loader worker, a full disk): the newest one saved
+        or loaded, whose weights were checked finite when it was written."""
+        latest = self.unverified or self.last_good
+        if latest is None:
+            return "no checkpoint of this run was written yet"
+        return f"the last good checkpoint is {latest}"
+
     def check_loss(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         """Stop every rank when the loss about to be optimised is not finite.
 

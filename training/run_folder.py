@@ -1,10 +1,14 @@
 """A training run's folder ``<log_dir>/<model_name>/``: one run per folder.
 
-It holds ``models/`` (``weights_<epoch>/`` checkpoints and ``opt.json``, the
-options of the run) and the TensorBoard logs ``train/`` and ``val/``. A new
-run does not start in the folder of an existing one unless it resumes it
-(``--load_weights_folder`` inside it; the earlier ``opt.json`` is kept as
-``opt.<n>.json``) or replaces it (``--overwrite``).
+It holds ``models/`` (checkpoints and ``opt.json``, the options of the run),
+the TensorBoard logs ``train/`` and ``val/`` and ``run.lock``
+(:mod:`training.run_lock`). Checkpoints are ``weights_<epoch>/``, written at
+the end of an epoch, and ``weights_<epoch>_step<step>/``, written when a
+stopped run left epoch ``<epoch>`` after ``<step>`` steps of the run
+(:mod:`training.preemption`). A new run does not start in the folder of an
+existing one unless it resumes it (``--load_weights_folder`` inside it, or
+``--resume``; the earlier ``opt.json`` is kept as ``opt.<n>.json``) or
+replaces it (``--overwrite``).
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from networks import remove_stale_staging
+from networks.checkpoints import TRAINING_STATE_FILE
 from utils import GasMonoError, atomic_write_text
 
-__all__ = ["checkpoints_by_epoch", "resumes_run", "check_run_folder", "prepare_run_folder"]
+__all__ = ["checkpoint_name", "list_checkpoints", "latest_checkpoint", "resumes_run", "check_run_folder",
+           "prepare_run_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +32,33 @@ logger = logging.getLogger(__name__)
 RUN_CONTENTS = ("models", "train", "val")
 
 
-def checkpoints_by_epoch(models_dir: Path) -> list[Path]:
-    """The ``weights_<epoch>`` folders of a run's ``models`` folder, oldest epoch first."""
-    epochs = {int(path.name.removeprefix("weights_")): path for path in models_dir.glob("weights_*")
-              if path.name.removeprefix("weights_").isdigit()}
-    return [epochs[epoch] for epoch in sorted(epochs)]
+_CHECKPOINT_NAME = re.compile(r"weights_(?P<epoch>\d+)(?:_step(?P<step>\d+))?")
+
+
+def checkpoint_name(epoch: int, step: int | None = None) -> str:
+    """``weights_<epoch>`` (the end of an epoch) or, with ``step``,
+    ``weights_<epoch>_step<step>`` (a run stopped within the epoch after ``step`` steps)."""
+    return f"weights_{epoch}" if step is None else f"weights_{epoch}_step{step}"
+
+
+def list_checkpoints(models_dir: Path) -> list[Path]:
+    """The checkpoints in a run's ``models`` folder, oldest first (by epoch;
+    within an epoch those of a stopped run by step, then the epoch's end).
+    Hidden staging folders of a save in progress are not checkpoints."""
+    found = []
+    for path in models_dir.glob("weights_*"):
+        match = _CHECKPOINT_NAME.fullmatch(path.name)
+        if match and path.is_dir():
+            step = match["step"]
+            found.append(((int(match["epoch"]), step is None, int(step or 0)), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(run_folder: Path) -> Path | None:
+    """The newest checkpoint of the run in ``run_folder`` that training can
+    resume from (it holds ``training_state.pth``), or None."""
+    resumable = [path for path in list_checkpoints(run_folder / "models") if (path / TRAINING_STATE_FILE).is_file()]
+    return resumable[-1] if resumable else None
 
 
 def resumes_run(run_folder: Path, load_weights_folder: str | None) -> bool:
@@ -50,7 +78,7 @@ def check_run_folder(run_folder: Path, load_weights_folder: str | None, overwrit
         GasMonoError: naming what the folder holds and the choices.
     """
     models_dir = run_folder / "models"
-    checkpoints = checkpoints_by_epoch(models_dir)
+    checkpoints = list_checkpoints(models_dir)
     has_options = (models_dir / "opt.json").is_file()
     if not (checkpoints or has_options) or resumes_run(run_folder, load_weights_folder) or overwrite:
         return
