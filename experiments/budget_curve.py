@@ -107,7 +107,7 @@ def run_point(paths: DemoPaths, settings: DemoSettings, budget: int, seed: int, 
         supervised_name = f"supervised{budget}_seed{seed}"
         with timer.stage(f"{supervised_name}: training"):
             flags = training_flags(paths, point_settings, supervised_name, seed=seed)
-            trained = train_supervised(flags, run.steps, paths.logs / supervised_name / "weights", progress)
+            trained = train_supervised(flags, paths.logs / supervised_name / "weights", progress)
         with timer.stage(f"{supervised_name}: evaluation"):
             evaluation = evaluate_weights(trained["weights"], supervised_name, paths, point_settings, progress)
         record["supervised"] = {**_depth_record(evaluation, supervised_name), "batches": trained["batches"],

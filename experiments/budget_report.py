@@ -52,6 +52,8 @@ def plot_budget_curve(results: dict, path: Path) -> Path:
             axes.axhline(float(np.mean(untrained)), color="gray", linestyle=":", linewidth=1.3,
                          label="untrained (same initialisation)")
         axes.set_xscale("log")
+        axes.set_xticks(sorted(set(batches.values())), [str(value) for value in sorted(set(batches.values()))])
+        axes.minorticks_off()
         axes.set_xlabel("training batches")
         axes.set_ylabel("abs_rel (median-scaled)")
         axes.set_title(title, fontsize=10)
@@ -64,12 +66,13 @@ def plot_budget_curve(results: dict, path: Path) -> Path:
     return path
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], digits: int = 4) -> str:
+    """``mean ± std (n=N)`` of ``values`` (empty for none)."""
     if not values:
         return ""
     stats = mean_std(values)
-    spread = "" if stats["std"] is None else f" ± {stats['std']:.4f}"
-    return f"{stats['mean']:.4f}{spread} (n={stats['n']})"
+    spread = "" if stats["std"] is None else f" ± {stats['std']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f}{spread} (n={stats['n']})"
 
 
 def budget_markdown(results: dict) -> str:
@@ -96,7 +99,7 @@ def budget_markdown(results: dict) -> str:
             f"{_cell([point['test_abs_rel'] for point in points])} | "
             f"{_cell([point['supervised']['val_frames_abs_rel'] for point in points if point['supervised']])} | "
             f"{_cell([point['supervised']['test_abs_rel'] for point in points if point['supervised']])} | "
-            f"{_cell([point['train_seconds'] for point in points])} |")
+            f"{_cell([point['train_seconds'] for point in points], digits=0)} |")
     untrained = list(results["untrained"].values())
     lines += [
         f"| untrained | 0 | {_cell([entry['val_frames_abs_rel'] for entry in untrained])} | "
@@ -109,7 +112,7 @@ def budget_markdown(results: dict) -> str:
         *(f"- {point['batches']} batches, seed {point['seed']}: [{point['predictions']}]({point['predictions']})"
           for point in results["points"].values()),
         "",
-        "A budget as the demo's preset: one entry of `PRESETS` in `experiments/settings.py`, e.g. "
+        "A budget as a preset of the full preset's data: one entry of `PRESETS` in `experiments/settings.py`, e.g. "
         + ", ".join(f'`"long": stretched_schedule(DemoSettings(), {epochs[budget]})` ({batches[budget]} batches)'
                     for budget in sorted(batches)) + ".",
         "",
