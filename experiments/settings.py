@@ -234,7 +234,8 @@ def parse_overrides(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options that choose the settings of a demo or ablation run."""
+    """The command-line options that choose the settings of a demo, ablation, seed or budget run (and
+    ``--no_progress``)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="settings preset (default: gpu with --device cuda, else full)")
     parser.add_argument("--quick", action="store_true",
@@ -251,6 +252,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", metavar="NAME=VALUE", nargs="+", action="extend", default=[],
                         help="override settings of the preset (fields of experiments/settings.py DemoSettings), "
                              "e.g. --set num_scenes=4 num_epochs=2")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
+                             "bar per epoch)")
 
 
 def settings_from_arguments(args: argparse.Namespace) -> tuple[str, DemoSettings]:

@@ -91,8 +91,8 @@ def test_a_run_is_placed_in_the_seed_distribution_of_its_preset():
     assert placement["metrics"]["test_abs_rel"]["position"] == "within"
     lines = placement_lines(placement)
     assert lines[0] == "seed distribution of preset full (seeds 0, 1, 2, deterministic): trained abs_rel"
-    assert lines[1] == ("  the validation frames of the training rooms: this run 0.0750; over the seeds 0.0900 ± 0.0100, "
-                        "range 0.0800-0.1000: below the range, -1.5 std from the mean")
+    assert lines[1] == ("  the validation frames of the training rooms: this run 0.0750; over the seeds "
+                        "0.0900 ± 0.0100, range 0.0800-0.1000: below the range, -1.5 std from the mean")
 
     # another preset, or other settings, have no distribution
     assert place_run(_results(0, 0.1, 0.2, "quick"), {"full": distribution}) == {

@@ -47,9 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                         help=f"variants to train, full always among them (default: all of {', '.join(VARIANT_NAMES)})")
     add_settings_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true",
-                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
-                             "bar per epoch)")
     return parser
 
 

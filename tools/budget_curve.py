@@ -47,14 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="training seeds; the first runs at every budget (the data keep --seed)")
     parser.add_argument("--more_seeds_up_to", type=int, default=None, metavar="BATCHES",
-                        help="run the seeds after the first only at budgets up to this (default: at every budget)")
+                        help="run the seeds after the first only at budgets up to this (None: at every budget)")
     parser.add_argument("--supervised_seeds", type=int, nargs="*", default=None,
-                        help="seeds whose points also train the supervised bound (default: the first seed; "
-                             "none: no supervised bound)")
+                        help="seeds whose points also train the supervised bound (None: the first seed; the "
+                             "option without a seed: no supervised bound)")
     parser.add_argument("--figure", type=Path, default=None,
                         help="also write the curve's figure there (e.g. docs/budget_curve.png)")
     add_settings_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     return parser
 
 

@@ -43,9 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (everything goes there)")
     add_settings_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true",
-                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
-                             "bar per epoch)")
     return parser
 
 

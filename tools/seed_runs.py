@@ -53,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"also write the distribution into {REFERENCE_PATH.relative_to(PROJECT_ROOT)} (the "
                              "demo's summary places every run of the same preset and settings in it)")
     add_settings_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     return parser
 
 
