@@ -56,7 +56,7 @@ class DemoSettings:
     ``width``, ``batch_size``, ``learning_rate``, ``lr_gamma`` ...).
     ``deterministic``: every stage repeatable bit for bit on the same machine
     and thread count (COLMAP on one thread per sequence, its sequences in
-    ``colmap_jobs x colmap_threads`` processes, every generator seeded;
+    parallel processes, see :attr:`colmap_processes`, every generator seeded;
     ``train.py --deterministic``); see :mod:`experiments.reproducibility`.
     """
 
