@@ -190,7 +190,8 @@ def test_quick_budget_curve_and_seed_runs_reuse_the_demo(quick_demo, tmp_path):
         for record in (point, point["supervised"]):
             assert 0 < record["val_frames_abs_rel"] < 1 and 0 < record["test_abs_rel"] < 1
         with Image.open(out / point["predictions"]) as image:
-            assert image.size[0] > 4 * image.size[1] // 2  # five columns: input, three networks, ground truth
+            # two rows, five columns (input, untrained, self-supervised, supervised, ground truth) of 2.6 x 2.1 in
+            assert image.size == (round(100 * (2.6 * 5 + 0.6)), round(100 * 2.1 * 2))
     # the supervised bound starts from the self-supervised run's initialisation, so it moves off the untrained value
     untrained = curve["untrained"]["0"]
     assert curve["points"]["2/0"]["supervised"]["val_frames_abs_rel"] != untrained["val_frames_abs_rel"]
