@@ -32,7 +32,6 @@ from experiments.data import prepare_data
 from experiments.pipeline import evaluate_weights, machine_info, train_and_evaluate, training_flags
 from experiments.report import finite_metrics, plot_predictions
 from experiments.reproducibility import determinism_record
-from experiments.seed_distribution import comparable_settings
 from experiments.settings import TEST_SET, VAL_FRAMES_SET, DemoPaths, DemoSettings, StageTimer, stretched_schedule
 from experiments.supervised import train_supervised
 from utils import GasMonoError, atomic_write_text
@@ -80,7 +79,7 @@ def _load_previous(path: Path, settings: DemoSettings) -> dict:
     """The results of an earlier curve with the same settings in ``path`` (else an empty start)."""
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous.get("comparable_settings") == comparable_settings(dataclasses.asdict(settings)):
+        if previous.get("settings") == dataclasses.asdict(settings):
             return previous
         logger.info("%s holds a curve of other settings: it is replaced", path)
     return {"points": {}, "untrained": {}}
@@ -141,7 +140,6 @@ def run_budget_curve(out: str | os.PathLike, settings: DemoSettings, budgets: Se
     results.update({
         "preset": preset,
         "settings": dataclasses.asdict(settings),
-        "comparable_settings": comparable_settings(dataclasses.asdict(settings)),
         "batches_per_epoch": epoch_batches,
         "machine": machine_info(settings),
         "determinism": determinism_record(settings, sorted({seed for _, seed in points})),
