@@ -4,6 +4,7 @@ Example::
 
     python tools/ablate.py --out ablation_output --seeds 3   # 5 variants x 3 seeds of the demo's schedule
     python tools/ablate.py --out ablation_output --quick     # tiny sizes, a smoke test
+    python tools/ablate.py --out ablation_output --seeds 3 --deterministic   # every run repeatable bit for bit
 
 Trains the variants of :data:`experiments.ablation.VARIANTS` (``full``;
 ``no_coarse_poses``: PoseNet on the raw frames; ``no_self_distillation``;

@@ -5,6 +5,7 @@ Example::
     python tools/demo.py --out demo_output            # about 10 minutes on 2 cores
     python tools/demo.py --out demo_output --quick    # every stage, tiny sizes, under 3 minutes
     python tools/demo.py --out demo_gpu --device cuda # the gpu preset: more rooms, 256x320, ~10 GPU minutes
+    python tools/demo.py --out demo_output --deterministic  # every stage repeatable bit for bit
 
 Renders synthetic rooms, computes coarse poses with COLMAP, trains GasMono with
 every component, evaluates the depth of the untrained and the trained network
