@@ -8,13 +8,16 @@ usage() {
     cat <<'EOF'
 usage: bash run.sh <command> [arguments]
 
-  demo [--quick] [--preset full|quick|gpu] [--device DEV] [--out DIR] [--seed N] [--set NAME=VALUE ...]
+  demo [--quick] [--preset NAME] [--deterministic] [--device DEV] [--out DIR] [--seed N] [--set NAME=VALUE ...]
         the whole pipeline on bundled synthetic data: render scenes, COLMAP coarse poses, train
         GasMono with every component, evaluate depth (untrained vs trained) and poses; results,
         figures and checkpoints go to DIR (default demo_output/). About 10 minutes on 2 CPU
         cores; --quick runs every stage at tiny sizes in under 3 minutes; --device cuda (or
-        --preset gpu) renders more rooms and trains at 256x320 for about 10 GPU minutes.
-  ablate [--seeds N] [--variants NAME ...] [--quick] [--preset P] [--out DIR] [--seed N] [--set ...]
+        --preset gpu) renders more rooms and trains at 256x320 for about 10 GPU minutes (presets:
+        python tools/demo.py --help); --deterministic makes every stage repeatable bit for bit
+        on the same machine and thread count (docs/reproducibility.md).
+  ablate [--seeds N] [--variants NAME ...] [--quick] [--preset P] [--deterministic] [--out DIR] [--seed N]
+         [--set ...]
         the demo's schedule trained per variant (full; without coarse poses; without
         self-distillation; without both; ResNet-18 depth encoder) and per training seed on
         one data set; mean +- std tables in DIR (default ablation_output/).

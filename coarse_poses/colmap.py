@@ -83,6 +83,12 @@ class ColmapSettings:
             rotation, and bend the model; 1 px admits fewer of them and suits
             sharp, undistorted frames. Raise it for frames with lens distortion.
         seed: random seed of the mapper (RANSAC and view selection).
+        deterministic: the same frames give the same poses, bit for bit: every stage runs
+            on one thread (``num_threads`` is ignored; several sequences run in parallel
+            processes instead) and every random generator (COLMAP's, the two-view RANSAC,
+            the mapper) is seeded with ``seed``. With two or more threads, the order in
+            which the threads finish changes the image ids of the database, the random
+            draws of the two-view RANSAC and the sums of bundle adjustment.
     """
 
     num_threads: int = 1
@@ -91,6 +97,12 @@ class ColmapSettings:
     max_num_features: int = 8192
     max_epipolar_error: float = 1.0
     seed: int = 0
+    deterministic: bool = False
+
+    @property
+    def threads(self) -> int:
+        """The threads each COLMAP stage uses: one when ``deterministic``."""
+        return 1 if self.deterministic else self.num_threads
 
 
 @dataclasses.dataclass
@@ -211,6 +223,8 @@ def run_colmap(
     # generator's pool) dump a stack trace when it is terminated.
     import pycolmap
 
+    if settings.deterministic:
+        pycolmap.set_random_seed(settings.seed)
     database = work_dir / "database.db"
     models_dir = work_dir / "sparse"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +237,7 @@ def run_colmap(
         params = (intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2])
         reader.camera_params = ",".join(repr(float(value)) for value in params)
     extraction = pycolmap.FeatureExtractionOptions()
-    extraction.num_threads = settings.num_threads
+    extraction.num_threads = settings.threads
     extraction.max_image_size = settings.max_image_size
     extraction.sift.max_num_features = settings.max_num_features
     pycolmap.extract_features(
@@ -237,13 +251,15 @@ def run_colmap(
     )
 
     matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = settings.num_threads
+    matching.num_threads = settings.threads
     pairing = pycolmap.SequentialPairingOptions()
     pairing.overlap = settings.overlap
     pairing.quadratic_overlap = False
     pairing.loop_detection = False
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.max_error = settings.max_epipolar_error
+    if settings.deterministic:
+        verification.ransac.random_seed = settings.seed
     pycolmap.match_sequential(
         database,
         matching_options=matching,
@@ -253,8 +269,11 @@ def run_colmap(
     )
 
     mapping = pycolmap.IncrementalPipelineOptions()
-    mapping.num_threads = settings.num_threads
+    mapping.num_threads = settings.threads
     mapping.random_seed = settings.seed
+    if settings.deterministic:
+        mapping.mapper.num_threads = settings.threads
+        mapping.mapper.random_seed = settings.seed
     mapping.ba_refine_focal_length = intrinsics is None
     mapping.ba_refine_principal_point = False
     mapping.ba_refine_extra_params = False

@@ -322,7 +322,7 @@ def _run_sequences(data_path: SequenceSource, cpose_dir: Path, settings: ColmapS
         scenes, summary_name = options.shard.select(scenes), options.shard.summary_name
         logger.info("shard %d of %d: %d sequence(s)", options.shard.index, options.shard.count, len(scenes))
     logger.info("%d sequence(s) of %s; %d job(s) x %d thread(s)", len(scenes), describe_source(data_path),
-                options.jobs, settings.num_threads)
+                options.jobs, settings.threads)
     with tempfile.TemporaryDirectory(prefix="gasmono_colmap_") as temporary:
         return make_coarse_poses(data_path, cpose_dir, options.work_dir or temporary, settings, jobs=options.jobs,
                                  overwrite=options.overwrite, retry_failed=options.retry_failed,

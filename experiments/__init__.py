@@ -14,6 +14,12 @@ command lines (``tools/demo.py``, ``tools/ablate.py``) and tests imports it.
 * :mod:`experiments.ablation`: the variants and their runs per training seed;
 * :mod:`experiments.ablation_report`: mean and spread over the seeds, which differences
   exceed their spread, the tables.
+* :mod:`experiments.reproducibility`: what ``--deterministic`` made repeatable, per stage;
+* :mod:`experiments.seed_distribution`: the demo's seed distribution per preset and where a
+  run stands in it;
+* :mod:`experiments.supervised`: the supervised bound (the depth network on rendered depth);
+* :mod:`experiments.budget_curve`, :mod:`experiments.budget_report`: the schedule at more
+  batches against the supervised bound, its figure and table.
 
 Layout of an output folder::
 
@@ -28,6 +34,8 @@ Layout of an output folder::
     eval/<name>/     depth evaluation results of each checkpoint on test/ and val_frames/
     results.md, results.json, training_curve.png, predictions.png, training_history.json (demo)
     ablation.md, ablation.json (ablation)
+    budget_curve.md, budget_curve.json, budget_curve.png, predictions_budget<B>_seed<K>.png (budget curve;
+                     its runs logs/budget<B>_seed<K>, logs/supervised<B>_seed<K>)
 
 Training uses every GasMono component (coarse poses with AlignNet, residual
 PoseNet, iterative self-distillation with two passes) on a schedule short

@@ -24,6 +24,7 @@ from experiments.ablation_report import ablation_markdown, summarize_runs
 from experiments.data import prepare_data
 from experiments.pipeline import RunResult, machine_info, train_and_evaluate
 from experiments.report import finite_metrics
+from experiments.reproducibility import determinism_record
 from experiments.settings import TEST_SET, VAL_FRAMES_SET, DemoPaths, DemoSettings, StageTimer
 from utils import DEFAULT_DEPTH_ENCODER, GasMonoError, atomic_write_text
 
@@ -129,6 +130,7 @@ def run_ablation(out: str | os.PathLike, settings: DemoSettings, variants: Seque
         "seeds": training_seeds,
         "machine": {**machine_info(settings), "load_average_start": load_start,
                     "load_average_end": [round(value, 2) for value in os.getloadavg()]},
+        "determinism": determinism_record(settings, training_seeds),
         "splits": prepared["splits"],
         "colmap_total": prepared["colmap"]["summary"]["total"],
         "coarse_poses": coarse,

@@ -25,6 +25,7 @@ from coarse_poses.summary import format_summary_table, summarize
 from datasets.eval_base import read_depth_image
 from datasets.nyu_dataset import DEPTH_PNG_SCALE, parse_split_line
 from datasets.splits import list_scene_frames, write_split_files
+from experiments.reproducibility import colmap_processes
 from experiments.settings import DemoPaths, DemoSettings, StageTimer
 from synthetic.dataset import generate_dataset
 from synthetic.rooms import LOW_TEXTURE
@@ -124,7 +125,7 @@ def compute_coarse_poses(paths: DemoPaths, settings: DemoSettings, progress: boo
         paths.cpose,
         paths.colmap_work,
         colmap_settings,
-        jobs=min(settings.colmap_jobs, available_cores()),
+        jobs=colmap_processes(settings),
         overwrite=not unchanged,
         progress=progress,
     )

@@ -32,6 +32,8 @@ from experiments.report import (
     results_markdown,
     target_result,
 )
+from experiments.reproducibility import determinism_record
+from experiments.seed_distribution import load_reference, place_run
 from experiments.settings import (
     EVAL_PROTOCOLS,
     EVAL_SPLIT,
@@ -72,6 +74,7 @@ def training_flags(
         "--num_epochs", str(settings.num_epochs),
         "--learning_rate", repr(settings.learning_rate),
         "--decoder_learning_rate", repr(settings.decoder_learning_rate),
+        "--lr_gamma", repr(settings.lr_gamma),
         "--disparity_smoothness", repr(settings.disparity_smoothness),
         "--augmentation", settings.augmentation,
         "--weights_init", "scratch",
@@ -81,6 +84,8 @@ def training_flags(
         "--save_frequency", str(settings.num_epochs),
         "--seed", str(settings.seed if seed is None else seed),
     ]
+    if settings.deterministic:
+        flags.append("--deterministic")
     if settings.max_train_steps is not None:
         flags += ["--max_train_steps", str(settings.max_train_steps)]
     if use_coarse_pose:
@@ -236,6 +241,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, preset: str = "full
         "settings": dataclasses.asdict(settings),
         "machine": {**machine_info(settings), "load_average_start": load_start,
                     "load_average_end": [round(value, 2) for value in os.getloadavg()]},
+        "determinism": determinism_record(settings),
         "dataset": {**prepared["data"], "root": paths.relative(paths.data)},
         "colmap": {"summary": colmap["summary"], "pose_accuracy": colmap["pose_accuracy"],
                    "summary_file": paths.relative(paths.cpose / "summary.json")},
@@ -257,6 +263,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings, preset: str = "full
         "figures": {"training_curve": paths.relative(curve), "predictions": paths.relative(predictions)},
         "timings_s": timer.seconds,
     }
+    results["seed_distribution"] = place_run(results, load_reference())
     atomic_write_text(json.dumps(results, indent=2) + "\n", paths.out / "results.json")
     atomic_write_text(results_markdown(results), paths.out / "results.md")
     return results

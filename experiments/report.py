@@ -18,9 +18,10 @@ from PIL import Image
 
 from evaluation.metrics import DEPTH_METRIC_NAMES
 from evaluation.protocols import resolve_protocol
+from experiments.reproducibility import describe_determinism
+from experiments.seed_distribution import placement_lines
 from experiments.settings import (
     EVAL_PROTOCOLS,
-    EVAL_SET_NAMES,
     EVAL_SET_TITLES,
     EVAL_SPLIT,
     TARGET_ABS_REL_REDUCTION,
@@ -243,14 +244,6 @@ def target_result(evaluation: dict[str, dict]) -> dict:
             "reached": reduction >= TARGET_ABS_REL_REDUCTION}
 
 
-def target_verdict(results: dict) -> str:
-    """One line: whether the demo reached its target (see :func:`target_result`)."""
-    target = results["target"]
-    return (f"target (abs_rel on {EVAL_SET_NAMES[target['eval_set']]} at least "
-            f"{100 * target['required_reduction']:.0f}% lower than untrained): "
-            f"{'reached' if target['reached'] else 'not reached'} ({describe_abs_rel_change(target['reduction'])})")
-
-
 def _metrics_section(evaluation: dict, eval_set: str) -> list[str]:
     entry = evaluation[eval_set]
     change = entry["relative_change"]["abs_rel"]
@@ -286,7 +279,7 @@ def results_markdown(results: dict) -> str:
         "",
         *_metrics_section(results["evaluation"], VAL_FRAMES_SET),
         *_metrics_section(results["evaluation"], TEST_SET),
-        target_verdict(results) + ". The held-out rooms are reported without a target.",
+        *placement_lines(results["seed_distribution"]),
         "",
         "![predictions](predictions.png)",
         "",
@@ -319,6 +312,15 @@ def results_markdown(results: dict) -> str:
         f"Machine: {results['machine']['cpu_count']} CPU cores, {results['machine']['torch_threads']} torch threads; "
         f"load average (1, 5, 15 min) at start {results['machine']['load_average_start']}, "
         f"at the end {results['machine']['load_average_end']}.",
+        "",
+        "## Repeatability",
+        "",
+        describe_determinism(results["determinism"]) + ".",
+        "",
+        "| stage | repeatable | how |",
+        "|---|---|---|",
+        *(f"| {stage} | {'yes' if entry['repeatable'] else 'no'} | {entry['how']} |"
+          for stage, entry in results["determinism"]["stages"].items()),
         "",
     ]
     return "\n".join(lines)
@@ -382,7 +384,8 @@ def format_final_summary(results: dict) -> str:
                      f"{entry['translation_direction_deg']['median']:.2f} deg, "
                      f"std log scale {entry['scale_consistency']['std_log']:.3f}")
     lines += [
-        target_verdict(results),
+        *placement_lines(results["seed_distribution"]),
+        describe_determinism(results["determinism"]),
         f"training: {results['training']['steps']} batches",
         "wall time: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in results["timings_s"].items()
                                   if stage != "total"),

@@ -53,7 +53,11 @@ class DemoSettings:
     ``test_height x test_width`` (480 x 640: the NYUv2 protocol).
     COLMAP: SIFT on frames downscaled to ``colmap_max_image_size``.
     Training: the flags of ``train.py`` with the same names (``height``,
-    ``width``, ``batch_size``, ``learning_rate`` ...).
+    ``width``, ``batch_size``, ``learning_rate``, ``lr_gamma`` ...).
+    ``deterministic``: every stage repeatable bit for bit on the same machine
+    and thread count (COLMAP on one thread per sequence, its sequences in
+    parallel processes, see :attr:`colmap_processes`, every generator seeded;
+    ``train.py --deterministic``); see :mod:`experiments.reproducibility`.
     """
 
     num_scenes: int = 8
@@ -79,6 +83,7 @@ class DemoSettings:
     max_train_steps: int | None = None
     learning_rate: float = 1e-4
     decoder_learning_rate: float = 1e-4
+    lr_gamma: float = 0.9
     disparity_smoothness: float = 1e-3
     www: float = 0.2
     wpp: float = 0.2
@@ -93,6 +98,7 @@ class DemoSettings:
     num_prediction_examples: int = 4
     num_prediction_val_frames: int = 2
     seed: int = 0
+    deterministic: bool = False
 
     def data_fingerprint(self) -> dict:
         """The settings that determine the rendered data set."""
@@ -107,9 +113,40 @@ class DemoSettings:
             max_image_size=self.colmap_max_image_size,
             max_num_features=self.colmap_max_num_features,
             seed=self.seed,
+            deterministic=self.deterministic,
         )
 
+    @property
+    def colmap_processes(self) -> int:
+        """Sequences COLMAP processes in parallel: ``colmap_jobs``; when deterministic
+        (one thread each) as many processes as ``colmap_jobs x colmap_threads``, so
+        that the same cores are busy, but at most one per two sequences (starting a
+        process costs about as much as a short sequence: it imports torch)."""
+        if not self.deterministic:
+            return self.colmap_jobs
+        return max(1, min(self.colmap_jobs * self.colmap_threads, self.num_scenes // 2))
 
+
+def stretched_schedule(settings: DemoSettings, num_epochs: int) -> dict[str, Any]:
+    """The settings' training schedule stretched (or shrunk) to ``num_epochs`` epochs, as overrides:
+    the self-distillation passes start and the distillation weight ramp ends at the same fractions
+    of the run, and the learning rate decays by the same factor in all (``lr_gamma`` per epoch).
+
+    Raises:
+        GasMonoError: ``num_epochs`` below 1.
+    """
+    if num_epochs < 1:
+        raise GasMonoError(f"a schedule needs at least one epoch, got {num_epochs}")
+    ratio = num_epochs / settings.num_epochs
+    return {
+        "num_epochs": num_epochs,
+        "iiters_start_epoch": min(num_epochs - 1, round(settings.iiters_start_epoch * ratio)),
+        "wpp_ramp_epochs": max(1, round(settings.wpp_ramp_epochs * ratio)),
+        "lr_gamma": settings.lr_gamma ** (1 / ratio),
+    }
+
+
+# A longer schedule of the full preset's data is one entry, e.g. "long": stretched_schedule(DemoSettings(), 34).
 PRESETS: dict[str, dict[str, Any]] = {
     # the full demo: about 10 minutes on 2 CPU cores
     "full": {},
@@ -184,6 +221,11 @@ def parse_overrides(assignments: Sequence[str]) -> dict[str, Any]:
             overrides[name] = None
             continue
         kind = next(kind for kind in kinds if kind is not type(None))
+        if kind is bool:
+            if text not in ("True", "False"):
+                raise GasMonoError(f"--set {assignment!r}: {name} takes True or False")
+            overrides[name] = text == "True"
+            continue
         try:
             overrides[name] = kind(text)
         except ValueError:
@@ -192,18 +234,27 @@ def parse_overrides(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options that choose the settings of a demo or ablation run."""
+    """The command-line options that choose the settings of a demo, ablation, seed or budget run (and
+    ``--no_progress``)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="settings preset (default: gpu with --device cuda, else full)")
     parser.add_argument("--quick", action="store_true",
                         help="the quick preset: tiny sizes and 2 short epochs, every stage in a few minutes "
                              "(a smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, COLMAP, the split and training")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="make every stage repeatable bit for bit on the same machine and thread count: COLMAP "
+                             "on one thread per sequence (sequences in parallel processes instead) with seeded "
+                             "RANSAC and mapper, train.py --deterministic; recorded in the results "
+                             "(docs/reproducibility.md)")
     parser.add_argument("--device", type=str, default=None,
                         help="device for training and evaluation (default: the preset's, cpu or cuda)")
     parser.add_argument("--set", dest="overrides", metavar="NAME=VALUE", nargs="+", action="extend", default=[],
                         help="override settings of the preset (fields of experiments/settings.py DemoSettings), "
                              "e.g. --set num_scenes=4 num_epochs=2")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
+                             "bar per epoch)")
 
 
 def settings_from_arguments(args: argparse.Namespace) -> tuple[str, DemoSettings]:
@@ -216,6 +267,8 @@ def settings_from_arguments(args: argparse.Namespace) -> tuple[str, DemoSettings
         raise GasMonoError(f"--quick contradicts --preset {args.preset}")
     preset = args.preset or ("quick" if args.quick else "gpu" if (args.device or "").startswith("cuda") else "full")
     overrides = {"seed": args.seed, **parse_overrides(args.overrides)}
+    if args.deterministic:
+        overrides["deterministic"] = True
     if args.device:
         overrides["device"] = args.device
     return preset, preset_settings(preset, **overrides)

@@ -4,6 +4,7 @@ Example::
 
     python tools/ablate.py --out ablation_output --seeds 3   # 5 variants x 3 seeds of the demo's schedule
     python tools/ablate.py --out ablation_output --quick     # tiny sizes, a smoke test
+    python tools/ablate.py --out ablation_output --seeds 3 --deterministic   # every run repeatable bit for bit
 
 Trains the variants of :data:`experiments.ablation.VARIANTS` (``full``;
 ``no_coarse_poses``: PoseNet on the raw frames; ``no_self_distillation``;
@@ -47,9 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                         help=f"variants to train, full always among them (default: all of {', '.join(VARIANT_NAMES)})")
     add_settings_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true",
-                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
-                             "bar per epoch)")
     return parser
 
 

@@ -5,6 +5,7 @@ Example::
     python tools/demo.py --out demo_output            # about 10 minutes on 2 cores
     python tools/demo.py --out demo_output --quick    # every stage, tiny sizes, under 3 minutes
     python tools/demo.py --out demo_gpu --device cuda # the gpu preset: more rooms, 256x320, ~10 GPU minutes
+    python tools/demo.py --out demo_output --deterministic  # every stage repeatable bit for bit
 
 Renders synthetic rooms, computes coarse poses with COLMAP, trains GasMono with
 every component, evaluates the depth of the untrained and the trained network
@@ -43,9 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (everything goes there)")
     add_settings_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true",
-                        help="hide the progress bars of rendering, COLMAP and evaluation (training keeps its "
-                             "bar per epoch)")
     return parser
 
 

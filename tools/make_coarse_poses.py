@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, help="sequences processed in parallel (processes)")
     parser.add_argument("--threads", type=int, default=None,
                         help="COLMAP threads per sequence; default: available cores / jobs")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="the same frames give the same poses, bit for bit: one COLMAP thread per sequence "
+                             "(--threads is ignored; use --jobs for parallelism) and every random generator seeded "
+                             "with --seed")
     parser.add_argument("--overlap", type=int, default=10, help="each frame is matched with this many next frames")
     parser.add_argument("--max_image_size", type=int, default=1024, help="longer image side used by SIFT")
     parser.add_argument("--max_num_features", type=int, default=8192, help="SIFT features per frame")
@@ -130,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = ColmapSettings(num_threads=args.threads or max(1, available_cores() // args.jobs),
                               overlap=args.overlap, max_image_size=args.max_image_size,
                               max_num_features=args.max_num_features, max_epipolar_error=args.max_epipolar_error,
-                              seed=args.seed)
+                              seed=args.seed, deterministic=args.deterministic)
     options = RunOptions(jobs=args.jobs, overwrite=args.overwrite, retry_failed=args.retry_failed,
                          work_dir=args.work_dir, keep_work=args.keep_work, shard=args.shard,
                          merge_shards=args.merge_shards)
