@@ -127,7 +127,8 @@ class InferencePlan:
 
     Attributes:
         fuse: run fused copies of the networks (:func:`accel.fusion.fuse_for_inference`).
-        onednn: with oneDNN linear layers and 1 x 1 convolutions (CPU float32).
+        onednn: with oneDNN linear layers and 1 x 1 convolutions (CPU float32), where a
+            measurement on the machine says they pay (:func:`accel.tuning.onednn_inference_pays`).
         reason: why, in words.
     """
 
@@ -138,7 +139,8 @@ class InferencePlan:
     def describe(self) -> str:
         if not self.fuse:
             return f"kernels: reference ({self.reason})"
-        return f"kernels: fused networks{' with oneDNN' if self.onednn else ''} ({self.reason})"
+        linear = "oneDNN (measured faster here)" if self.onednn else "the library's"
+        return f"kernels: fused networks ({self.reason}; linear layers and 1x1 convolutions: {linear})"
 
 
 def plan_inference(mode: str, device: torch.device, compile: bool = False) -> InferencePlan:
@@ -153,6 +155,6 @@ def plan_inference(mode: str, device: torch.device, compile: bool = False) -> In
     if mode == "auto" and outside:
         return InferencePlan(False, False, f"auto: {outside}")
     onednn = (device.type == "cpu" and not compile and torch.backends.mkldnn.is_available()
-              and not missing_private_ops(fusion.PRIVATE_OPS))
+              and not missing_private_ops(fusion.PRIVATE_OPS) and tuning.onednn_inference_pays())
     reason = f"--kernels fast on {device}" if outside else f"{device.type.upper()}, torch {torch.__version__}: verified"
     return InferencePlan(True, onednn, reason)

@@ -3,7 +3,8 @@
 Some fast kernels pay on one CPU and not on another of the same kind: the
 oneDNN linear product (:mod:`accel.linear`) was 1.6-1.7 x faster than MKL's
 GEMM on one 2-core AMD EPYC and level with it (1.00 x) on another, with
-AVX-512. Such a choice is made by a short measurement (well under a second)
+AVX-512, where at inference (batch 1) oneDNN's fused linear layers were even
+slower than the library's. Such a choice is made by a short measurement (well under a second)
 the first time it is needed, and cached per processor, torch version and
 thread count in ``$GASMONO_CACHE_DIR/kernel_choices.json`` (default
 ``~/.cache/gasmono``), so that later runs on the machine make the same
@@ -28,7 +29,7 @@ from accel.linear import Conv1x1Linear
 from utils import atomic_write_text, cpu_fields
 
 __all__ = ["CACHE_ENV", "LINEAR_SHAPES", "machine_key", "cache_path", "faster_by_measurement",
-           "measure_linear_products", "onednn_linear_pays"]
+           "measure_linear_products", "onednn_linear_pays", "measure_fused_encoder", "onednn_inference_pays"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +117,31 @@ def onednn_linear_pays() -> bool:
     if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
         return False
     return faster_by_measurement("onednn_linear", measure_linear_products)
+
+
+def measure_fused_encoder(rounds: int = 3, height: int = 256, width: int = 320) -> tuple[float, float]:
+    """Seconds of one batch-1 inference of a fused MPViT-small encoder at ``height x width``
+    with the library's linear layers and 1 x 1 convolutions, and with oneDNN's
+    (:func:`accel.fusion.fuse_for_inference`): the best of ``rounds`` alternating rounds."""
+    from accel.fusion import fuse_for_inference
+    from networks import mpvit_small
+
+    generator = torch.Generator().manual_seed(0)
+    encoder = mpvit_small().eval()
+    encoders = {onednn: fuse_for_inference(encoder, onednn) for onednn in (False, True)}
+    image = torch.rand(1, 3, height, width, generator=generator).contiguous(memory_format=torch.channels_last)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.inference_mode():
+        for _ in range(rounds + 1):  # the first round warms up
+            for onednn, fused in encoders.items():
+                start = time.perf_counter()
+                fused(image)
+                times[onednn].append(time.perf_counter() - start)
+    return min(times[False][1:]), min(times[True][1:])
+
+
+def onednn_inference_pays() -> bool:
+    """Whether the fused networks run faster with oneDNN's linear layers and 1 x 1 convolutions here."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return faster_by_measurement("onednn_inference", measure_fused_encoder)

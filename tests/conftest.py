@@ -1,11 +1,15 @@
 """Shared test setup: the project root on sys.path, a small-thread torch
-setup (CI machines have 2 cores), and disk kept in check: a checkpoint of the
-full networks takes about 630 MB, so the files of a test that passed are
-removed when it ends (those of a failed test stay for inspection)."""
+setup (CI machines have 2 cores), the kernel choices measured on the machine
+cached for this session only (not in the user's cache), and disk kept in
+check: a checkpoint of the full networks takes about 630 MB, so the files of a
+test that passed are removed when it ends (those of a failed test stay for
+inspection)."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,8 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 torch.set_num_threads(2)
+# accel.tuning's cache (read by subprocesses too); kept out of ~/.cache
+os.environ.setdefault("GASMONO_CACHE_DIR", tempfile.mkdtemp(prefix="gasmono_test_kernel_choices_"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -126,3 +126,15 @@ def test_auto_fuses_on_the_cpu_only_and_reference_never(monkeypatch):
     assert forced.fuse and not forced.onednn
     monkeypatch.setattr(torch, "__version__", "2.99.0")
     assert not accel.plan_inference("auto", torch.device("cpu")).fuse
+
+
+def test_the_onednn_modules_are_a_choice_measured_on_the_machine(monkeypatch, tmp_path):
+    from accel import tuning
+    monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(tuning, "measure_fused_encoder", lambda: (1.0, 1.2))  # oneDNN slower here
+    plan = accel.plan_inference("auto", torch.device("cpu"))
+    assert plan.fuse and not plan.onednn and "the library's" in plan.describe()
+    (tmp_path / "kernel_choices.json").unlink()
+    monkeypatch.setattr(tuning, "measure_fused_encoder", lambda: (1.0, 0.5))
+    assert accel.plan_inference("auto", torch.device("cpu")).onednn == torch.backends.mkldnn.is_available()
+    assert not accel.plan_inference("auto", torch.device("cpu"), compile=True).onednn
