@@ -26,7 +26,7 @@ from coarse_poses.runner import available_cores, make_coarse_poses  # noqa: E402
 from coarse_poses.summary import format_summary_table  # noqa: E402
 from synthetic.dataset import generate_dataset  # noqa: E402
 from synthetic.rooms import TEXTURED  # noqa: E402
-from utils import OneLineErrorParser  # noqa: E402
+from utils import OneLineErrorParser, describe_cpu  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -68,6 +68,7 @@ def main() -> None:
             jobs=args.jobs, overwrite=True,
         )
         wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+        print(f"CPU: {describe_cpu()}")
         print(format_summary_table(results))
         for result in results:
             print(f"  {result.scene}: {kinds[result.scene]}")

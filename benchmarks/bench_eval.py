@@ -39,7 +39,7 @@ from evaluation import (  # noqa: E402
     resolve_protocol,
 )
 from inference import DepthEstimator  # noqa: E402
-from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser  # noqa: E402
+from utils import DEFAULT_DEPTH_ENCODER, DEPTH_ENCODERS, OneLineErrorParser, describe_cpu  # noqa: E402
 
 
 def make_test_set(root: Path, num_images: int, height: int, width: int, depth_encoder: str) -> Path:
@@ -89,7 +89,7 @@ def benchmark(device: str, root: Path, args: argparse.Namespace) -> None:
     metric_seconds, _ = timed(
         lambda: evaluate_depth_maps(disps, eval_set.ground_truth, protocol, progress=False), args.repeats)
     total_seconds, _ = timed(lambda: evaluate(config), args.repeats)
-    print(f"device {device} ({torch.get_num_threads()} CPU threads), input {args.height}x{args.width}, "
+    print(f"device {device} (CPU: {describe_cpu()}, {torch.get_num_threads()} threads), input {args.height}x{args.width}, "
           f"batch {args.batch_size}, {args.num_workers} workers, {n} images of 640x480, best of {args.repeats}")
     for label, value in (("inference", seconds), ("inference + flip", flip_seconds),
                          ("metrics (eigen protocol)", metric_seconds), ("end to end evaluate()", total_seconds)):

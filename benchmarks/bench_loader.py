@@ -37,7 +37,7 @@ from datasets.registry import dataset_class  # noqa: E402
 from datasets.splits import find_sequence_items  # noqa: E402
 from synthetic.dataset import generate_dataset  # noqa: E402
 from synthetic.kitti import generate_kitti_raw  # noqa: E402
-from utils import GasMonoError, OneLineErrorParser, cli_entry_point  # noqa: E402
+from utils import GasMonoError, OneLineErrorParser, cli_entry_point, describe_cpu  # noqa: E402
 
 BENCHMARK_DATASETS = ("nyu", "kitti")
 FRAMES = 16  # per rendered sequence (two sequences)
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     frame_ids = [0, -1, 1, *([STEREO_FRAME] if args.stereo else [])]
     with tempfile.TemporaryDirectory() as tmp:
         data_path, lines = benchmark_items(args.dataset, args.data_path, Path(tmp))
+        print(f"CPU: {describe_cpu()}")
         print(f"{len(lines)} items from {data_path}; {args.height} x {args.width}, frames "
               f"{' '.join(map(str, frame_ids))}, {args.num_scales} scale(s)")
         for resize_filter in args.filters:

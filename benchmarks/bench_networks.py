@@ -18,6 +18,7 @@ ours / release (median of the per-round ratios).
     python benchmarks/bench_networks.py                       # CPU, 256x320, batch 1 and 8
     python benchmarks/bench_networks.py --threads 1 --clock cpu --rounds 7
     python benchmarks/bench_networks.py --device cuda --batches 1 8 32
+    python benchmarks/bench_networks.py --batches 1 --operators 8   # and where batch 1's time goes
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,6 +46,7 @@ from utils import (  # noqa: E402
     DEPTH_ENCODERS,
     KERNEL_MODES,
     OneLineErrorParser,
+    describe_cpu,
     require_cuda_if_requested,
 )
 
@@ -59,6 +62,22 @@ def release_style(encoder: torch.nn.Module, decoder: DepthDecoder) -> Callable[[
         with torch.no_grad():
             return disp_to_depth(release_decoder_forward(decoder, encoder(images))[("disp", 0)], 0.1, 10.0)[0]
     return run
+
+
+def print_operators(runs: dict[str, Callable[[], object]], count: int) -> None:
+    """The ``count`` costliest operators of one call of each run (own CPU time, ms), side by side."""
+    times = {}
+    for name, run in runs.items():
+        run()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        times[name] = {event.key: event.self_cpu_time_total / 1000 for event in prof.key_averages()}
+    totals = {name: sum(values.values()) for name, values in times.items()}
+    keys = sorted(set().union(*times.values()), key=lambda key: -max(values.get(key, 0.0) for values in times.values()))
+    print(f"{'operator':<36}" + "".join(f" {name:>9}" for name in times) + "   (ms per call, own CPU time)")
+    for key in keys[:count]:
+        print(f"{key[:36]:<36}" + "".join(f" {values.get(key, 0.0):>9.1f}" for values in times.values()))
+    print(f"{'all operators':<36}" + "".join(f" {total:>9.1f}" for total in totals.values()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
                              "where verified)")
     parser.add_argument("--depth_encoder", choices=DEPTH_ENCODERS, default=DEFAULT_DEPTH_ENCODER,
                         help="the depth network's encoder")
+    parser.add_argument("--operators", type=int, default=0,
+                        help="also print the N costliest operators of one call at the first batch size (CPU)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -92,9 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     ours = DepthEstimator(copy.deepcopy(encoder), scale0, args.height, args.width, device=device, compile=args.compile,
                           kernels=args.kernels)
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
     print(f"device: {name}, {torch.get_num_threads()} threads, input {args.height}x{args.width}, depth encoder "
-          f"{args.depth_encoder}, {args.rounds} alternating rounds, {args.clock} clock; ours: {ours.kernels.describe()}")
+          f"{args.depth_encoder}, torch {torch.__version__}, {args.rounds} alternating rounds, {args.clock} clock; ours: "
+          f"{ours.kernels.describe()}")
     check = torch.rand(2, 3, args.height, args.width, device=device)
     reference = release(check)
     difference = float((ours.disparity_batch(check) - reference).abs().max() / reference.abs().max())
@@ -111,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{batch:>5} {best['release']:>8.1f} (best) {best['ours']:>6.1f} (best) {statistics.median(ratios):>8.2f}"
               f" (median; best/best {best['ours'] / best['release']:.2f}); median ms/image: release "
               f"{median['release']:.1f}, ours {median['ours']:.1f}")
+    if args.operators:
+        images = torch.rand(args.batches[0], 3, args.height, args.width, device=device)
+        print_operators({"release": lambda: release(images), "ours": lambda: ours.disparity_batch(images)},
+                        args.operators)
 
 
 if __name__ == "__main__":

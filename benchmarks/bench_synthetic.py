@@ -29,7 +29,7 @@ from synthetic.dataset import generate_dataset  # noqa: E402
 from synthetic.renderer import render  # noqa: E402
 from synthetic.rooms import TEXTURED, make_room  # noqa: E402
 from synthetic.trajectories import make_trajectory  # noqa: E402
-from utils import OneLineErrorParser, nyu_pixel_intrinsics  # noqa: E402
+from utils import OneLineErrorParser, describe_cpu, nyu_pixel_intrinsics  # noqa: E402
 
 
 def motion(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +93,8 @@ def main() -> None:
                   f"{np.median(rotation):>7.2f}/{rotation.max():>5.2f}", flush=True)
     print(f"correct (translation-direction median < 10 deg): {correct}/{len(args.seeds)}")
     if args.speed_frames:
-        print(f"render: {render_seconds(args.speed_frames, 480, 640):.3f} s per 640x480 frame (one process)")
+        print(f"render: {render_seconds(args.speed_frames, 480, 640):.3f} s per 640x480 frame (one process, CPU: "
+              f"{describe_cpu()})")
 
 
 if __name__ == "__main__":

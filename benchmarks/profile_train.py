@@ -4,6 +4,7 @@ the release-structured one (``release_step.py``), from ``torch.profiler``.
     python benchmarks/profile_train.py                  # CPU, 256x320, batch 2, one batch of two passes each
     python benchmarks/profile_train.py --threads 1
     python benchmarks/profile_train.py --kernels reference
+    python benchmarks/profile_train.py --operators 12   # also the 12 costliest operators, side by side
 
 Each operator's own time (without its children) goes to one group:
 convolutions and matrix products (the networks' kernels, which identical
@@ -85,11 +86,18 @@ def group_times(prof: profile) -> dict[str, float]:
     return times
 
 
-def profiled(run: Callable[[], None]) -> dict[str, float]:
+def operator_times(prof: profile) -> dict[str, float]:
+    """Own CPU time (ms) per ``aten::`` operator."""
+    return {event.key: event.self_cpu_time_total / 1000 for event in prof.key_averages()
+            if event.key.startswith("aten::")}
+
+
+def profiled(run: Callable[[], None]) -> tuple[dict[str, float], dict[str, float]]:
+    """Own CPU time (ms) of one ``run`` (after one untimed) per group and per operator."""
     run()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         run()
-    return group_times(prof)
+    return group_times(prof), operator_times(prof)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--kernels", choices=["reference", "fast"], default="fast", help="our path to profile")
+    parser.add_argument("--operators", type=int, default=0, help="also print the N costliest operators")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ours = one_batch(trainer.process_batch, trainer.optimizer, batch, passes, optimiser_scope)
     release = one_batch(step.process_batch, step.optimizer, batch, passes, optimiser_scope)
-    theirs, mine = profiled(release), profiled(ours)
+    (theirs, their_operators), (mine, my_operators) = profiled(release), profiled(ours)
     total_theirs, total_mine = sum(theirs.values()), sum(mine.values())
     print(f"CPU: {describe_cpu()}, {torch.get_num_threads()} threads, {args.height}x{args.width}, batch "
           f"{args.batch_size}, one batch of {passes} passes, ours: {trainer.kernels.describe()}; own operator time per "
@@ -128,6 +137,12 @@ def main(argv: list[str] | None = None) -> None:
           f"{total_theirs / total_mine:13.2f}")
     kernels = mine["convolutions"] + mine["matrix products"]
     print(f"ceiling set by our convolutions and matrix products alone: {total_theirs / kernels:.2f}x")
+    if args.operators:
+        names = sorted(set(their_operators) | set(my_operators),
+                       key=lambda name: -max(their_operators.get(name, 0.0), my_operators.get(name, 0.0)))
+        print(f"{'operator':<36} {'release':>9} {'ours':>9}   (ms per optimiser step)")
+        for name in names[:args.operators]:
+            print(f"{name:<36} {their_operators.get(name, 0.0) / passes:>9.0f} {my_operators.get(name, 0.0) / passes:>9.0f}")
 
 
 if __name__ == "__main__":
