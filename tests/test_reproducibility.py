@@ -73,8 +73,11 @@ def test_budget_points_run_the_first_seed_at_every_budget_first():
 
 def _results(seed: int, val_frames: float, test: float, preset: str = "full") -> dict:
     settings = dataclasses.asdict(preset_settings(preset, seed=seed, deterministic=True))
+    reduction = 1 - val_frames / 0.12
     return {"preset": preset, "settings": settings, "machine": {"cpu_count": 2},
-            "evaluation": {"val_frames": {"trained": {"abs_rel": val_frames}}, "test": {"trained": {"abs_rel": test}}}}
+            "evaluation": {"val_frames": {"trained": {"abs_rel": val_frames}}, "test": {"trained": {"abs_rel": test}}},
+            "target": {"eval_set": "val_frames", "required_reduction": 0.25, "reduction": reduction,
+                       "reached": reduction >= 0.25}}
 
 
 def test_a_run_is_placed_in_the_seed_distribution_of_its_preset():
@@ -93,6 +96,10 @@ def test_a_run_is_placed_in_the_seed_distribution_of_its_preset():
     assert lines[0] == "seed distribution of preset full (seeds 0, 1, 2, deterministic): trained abs_rel"
     assert lines[1] == ("  the validation frames of the training rooms: this run 0.0750; over the seeds "
                         "0.0900 ± 0.0100, range 0.0800-0.1000: below the range, -1.5 std from the mean")
+    # reductions 1 - 0.08 / 0.12 etc.: 33.3%, 25.0%, 16.7%; the first two reach the 25% target
+    assert distribution["target"]["reached"] == 2
+    assert lines[3] == ("  target (val-frame abs_rel 25% below the untrained network): reached by 2 of the 3 seeds; "
+                        "their reductions 25.0% ± 8.3, range 16.7-33.3%; this run 37.5%")
 
     # another preset, or other settings, have no distribution
     assert place_run(_results(0, 0.1, 0.2, "quick"), {"full": distribution}) == {

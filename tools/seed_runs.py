@@ -100,13 +100,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     command = "python tools/seed_runs.py " + " ".join(sys.argv[1:] if argv is None else argv)
     distribution = distribution_from_runs(runs, command, current_commit())
     atomic_write_text(json.dumps(distribution, indent=2) + "\n", args.out / "seed_distribution.json")
-    print(f"\n{'seed':>4} {'val-frame abs_rel':>18} {'held-out abs_rel':>17} {'minutes':>8}")
+    print(f"\n{'seed':>4} {'val-frame abs_rel':>18} {'reduction':>10} {'held-out abs_rel':>17} {'minutes':>8}")
     for run in runs:
         print(f"{run['settings']['seed']:>4} {run['evaluation']['val_frames']['trained']['abs_rel']:>18.4f} "
-              f"{run['evaluation']['test']['trained']['abs_rel']:>17.4f} {run['timings_s']['total'] / 60:>8.1f}")
+              f"{100 * run['target']['reduction']:>9.1f}% {run['evaluation']['test']['trained']['abs_rel']:>17.4f} "
+              f"{run['timings_s']['total'] / 60:>8.1f}")
     for name, stats in distribution["statistics"].items():
         spread = "" if stats["std"] is None else f" ± {stats['std']:.4f}"
         print(f"{name}: {stats['mean']:.4f}{spread}, range {stats['min']:.4f}-{stats['max']:.4f}")
+    target = distribution["target"]
+    print(f"target (val frames {100 * target['required_reduction']:.0f}% below the untrained network): reached by "
+          f"{target['reached']} of {len(runs)} seeds")
     print(f"distribution: {args.out / 'seed_distribution.json'}")
     if args.update_reference:
         print(f"reference updated: {update_reference(distribution)}")
