@@ -146,10 +146,12 @@ def stretched_schedule(settings: DemoSettings, num_epochs: int) -> dict[str, Any
     }
 
 
-# A longer schedule of the full preset's data is one entry, e.g. "long": stretched_schedule(DemoSettings(), 34).
 PRESETS: dict[str, dict[str, Any]] = {
-    # the full demo: about 10 minutes on 2 CPU cores
+    # the full demo: about 7 minutes on 2 quiet CPU cores
     "full": {},
+    # the full preset's data trained 34 epochs (986 batches), the budget curve's 1,000-batch point: the
+    # training rooms' corners begin to show (docs/results.md); about 20 minutes on 2 quiet CPU cores
+    "long": stretched_schedule(DemoSettings(), 34),
     # every stage at tiny sizes: one textured and one low-texture scene, 2 epochs of 3 batches
     "quick": {
         "num_scenes": 2,

@@ -58,8 +58,7 @@ def test_stretched_schedules_keep_the_fractions_and_the_total_decay():
         stretched_schedule(full, 0)
     # a budget becomes whole epochs of the split; a preset of it is one entry
     assert budget_settings(full, 1000, 29).num_epochs == 34 and budget_settings(full, 3, 29).num_epochs == 1
-    presets = {**PRESETS, "long": stretched_schedule(DemoSettings(), 34)}
-    assert dataclasses.replace(DemoSettings(), **presets["long"]) == budget_settings(full, 1000, 29)
+    assert dataclasses.replace(DemoSettings(), **PRESETS["long"]) == budget_settings(full, 1000, 29)
 
 
 def test_budget_points_run_the_first_seed_at_every_budget_first():
