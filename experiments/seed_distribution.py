@@ -15,15 +15,12 @@ A distribution applies to runs of the same settings but for the seed, the
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Sequence
 
 from experiments.ablation_report import mean_std
 from experiments.settings import EVAL_SET_NAMES, TEST_SET, VAL_FRAMES_SET
 from utils import GasMonoError, atomic_write_text
-
-logger = logging.getLogger(__name__)
 
 REFERENCE_PATH = Path(__file__).resolve().parent / "seed_distribution.json"
 # the trained network's abs_rel per evaluation set, and the name of each statistic
