@@ -147,10 +147,10 @@ def stretched_schedule(settings: DemoSettings, num_epochs: int) -> dict[str, Any
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # the full demo: about 7 minutes on 2 quiet CPU cores
+    # the full demo: 7-10 minutes on 2 quiet CPU cores (docs/demo.md)
     "full": {},
     # the full preset's data trained 34 epochs (986 batches), the budget curve's 1,000-batch point: the
-    # training rooms' corners begin to show (docs/results.md); about 20 minutes on 2 quiet CPU cores
+    # training rooms' corners begin to show (docs/results.md); about 30 minutes on 2 CPU cores
     "long": stretched_schedule(DemoSettings(), 34),
     # every stage at tiny sizes: one textured and one low-texture scene, 2 epochs of 3 batches
     "quick": {
